@@ -1,0 +1,201 @@
+"""pytest integration: replay recorded NumPy calls against the port, and record the outcomes.
+
+``tests/test_parity.py`` asks :func:`parity_params` and :func:`gradcheck_params`
+for its cases and runs them with :func:`run_parity` / :func:`run_gradcheck`.
+Each case's outcome and largest errors go to ``build/trace-results/<worker>.jsonl``
+(one JSON object per line), which ``trace-tools progress`` reads. Works under
+pytest-xdist: every worker writes its own file, the controller empties the folder
+when the session is configured, before any worker starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .compare import compare
+from .paths import REPO_ROOT, pdb_dir, traces_dir
+from .registry import load_registry
+from .values import Call, FileRef, ObjectData
+
+RESULTS_DIR = REPO_ROOT / "build" / "trace-results"
+_RESULT_KEY = "trace_result"
+
+
+class NotPorted(AssertionError):
+    """The function is listed and traced, but no port is registered for it yet."""
+
+
+# ---------------------------------------------------------------- case discovery
+
+
+@lru_cache(maxsize=None)
+def listed_functions(functions_file: str | None = None) -> tuple[str, ...]:
+    path = Path(functions_file) if functions_file else traces_dir() / "functions.toml"
+    if not path.is_file():
+        return ()
+    with open(path, "rb") as fh:
+        table = tomllib.load(fh)
+    return tuple(entry["name"] for entry in table.get("function", []))
+
+
+@lru_cache(maxsize=None)
+def _trace(function: str):
+    from .store import load_function  # imported lazily: the store may be absent in a half-built checkout
+
+    return load_function(function)
+
+
+def _calls(function: str) -> list[Call]:
+    trace = _trace(function)
+    return list(trace.calls) if trace is not None else []
+
+
+def get_call(function: str, case_id: str) -> Call:
+    for call in _calls(function):
+        if call.case_id == case_id:
+            return call
+    raise LookupError(f"{function}: no recorded call {case_id}")
+
+
+def parity_params() -> list:
+    """One pytest param per recorded call of every listed function; unported ones are expected failures."""
+    registry = load_registry()
+    params = []
+    for function in listed_functions():
+        marks = [pytest.mark.parity]
+        if function not in registry:
+            marks.append(pytest.mark.xfail(reason="not ported", raises=NotPorted, strict=True))
+        for call in _calls(function):
+            params.append(pytest.param(function, call.case_id, id=f"{function}[{call.case_id}]", marks=marks))
+    return params
+
+
+def gradcheck_params() -> list:
+    """One param per differentiable input of each ported function, on the first call of each scenario."""
+    registry = load_registry()
+    params = []
+    for function in listed_functions():
+        entry = registry.get(function)
+        if entry is None or not entry.grad_inputs:
+            continue
+        firsts = [c for c in _calls(function) if c.index == 0 and c.exception is None]
+        for call in firsts:
+            for name in entry.grad_inputs:
+                params.append(
+                    pytest.param(
+                        function,
+                        name,
+                        call.case_id,
+                        id=f"{function}[{name}:{call.case_id}]",
+                        marks=[pytest.mark.gradcheck],
+                    )
+                )
+    return params
+
+
+# ---------------------------------------------------------------- running cases
+
+
+def _file_refs(value: Any, depth: int = 0):
+    if depth > 6:
+        return
+    if isinstance(value, FileRef):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _file_refs(v, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _file_refs(v, depth + 1)
+    elif isinstance(value, ObjectData):
+        yield from _file_refs(value.attrs, depth + 1)
+
+
+def _skip_without_data(call: Call) -> None:
+    """Skip (with the reason) when the call needs a test structure and the data folder lacks it."""
+    for ref in _file_refs([call.args, call.attrs_read]):
+        if not (pdb_dir() / ref.name).is_file():
+            pytest.skip(f"test structure {ref.name} not found in {pdb_dir()} (set ERYX_PORT_PDB_DIR)")
+
+
+def run_parity(request, function: str, case_id: str) -> None:
+    result = {"function": function, "kind": "parity", "case": case_id}
+    request.node.user_properties.append((_RESULT_KEY, result))
+    entry = load_registry().get(function)
+    if entry is None:
+        raise NotPorted(f"{function} is not ported")
+    call = get_call(function, case_id)
+    _skip_without_data(call)
+    actual, expected = entry.replay(call)
+    outcome = compare(actual, expected, rtol=entry.rtol, atol=entry.atol)
+    result.update(max_abs_err=outcome.max_abs_err, max_rel_err=outcome.max_rel_err)
+    assert outcome.ok, f"{function}[{case_id}] differs from eryx: {outcome.report}"
+
+
+def run_gradcheck(request, function: str, name: str, case_id: str) -> None:
+    import torch
+
+    result = {"function": function, "kind": "gradcheck", "case": f"{name}:{case_id}"}
+    request.node.user_properties.append((_RESULT_KEY, result))
+    entry = load_registry()[function]
+    call = get_call(function, case_id)
+    _skip_without_data(call)
+    fn, inputs = entry.grad_builder(call, name)
+    inputs = tuple(inputs)
+    checked = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    assert checked, f"{function}: the gradcheck builder for {name!r} returned no input that requires grad"
+    for t in checked:
+        assert t.dtype in (torch.float64, torch.complex128), f"{function}: gradcheck input {name!r} is {t.dtype}"
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- results file
+
+
+def pytest_configure(config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        for old in RESULTS_DIR.glob("*.jsonl"):
+            old.unlink()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # makereport runs only in the process that ran the test (an xdist worker, or the
+    # only process), so each outcome is written once.
+    made = yield
+    report = made.get_result()
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    result = dict(item.user_properties).get(_RESULT_KEY)
+    if result is None:
+        return
+    if hasattr(report, "wasxfail"):
+        outcome = "xfailed"
+    elif report.outcome in ("passed", "skipped"):
+        outcome = report.outcome
+    else:
+        outcome = "failed"
+    message = None
+    if outcome in ("failed", "skipped") and call.excinfo is not None:
+        message = f"{call.excinfo.typename}: {call.excinfo.value}"[:500]
+    record = {
+        "function": result["function"],
+        "kind": result["kind"],
+        "case": result["case"],
+        "outcome": outcome,
+        "max_abs_err": result.get("max_abs_err"),
+        "max_rel_err": result.get("max_rel_err"),
+        "message": message,
+    }
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS_DIR / f"{worker}.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
