@@ -167,17 +167,27 @@ def load_trace_summaries(folder: Path | None = None) -> tuple[dict[str, dict[str
     folder = Path(folder) if folder is not None else traces_dir() / "data"
     if not folder.is_dir():
         return {}, []
+    # The manifest alone tells the calls and scenarios; reading it skips decoding the arrays.
+    read = getattr(store, "read_manifest", None)
     for path in sorted(folder.glob("*.trace.npz")):
         try:
-            trace = store.load_trace(path)
+            if read is not None:
+                manifest = read(path)
+                function, provenance = manifest["function"], manifest.get("provenance") or {}
+                scenarios = [c["scenario"] for c in manifest["calls"]]
+                truncated = manifest.get("truncated", False)
+            else:
+                trace = store.load_trace(path)
+                function, provenance = trace.function, trace.provenance or {}
+                scenarios = [c.scenario for c in trace.calls]
+                truncated = trace.truncated
         except ValueError as exc:  # TraceError names the file and the problem
-            problems.append(str(exc).replace(str(REPO_ROOT) + "/", ""))
+            problems.append(str(exc).replace(str(folder) + "/", "").replace(str(REPO_ROOT) + "/", ""))
             continue
-        provenance = trace.provenance or {}
-        summaries[trace.function] = {
-            "calls": len(trace.calls),
-            "scenarios": sorted({c.scenario for c in trace.calls}),
-            "truncated": bool(trace.truncated),
+        summaries[function] = {
+            "calls": len(scenarios),
+            "scenarios": sorted(set(scenarios)),
+            "truncated": bool(truncated),
             "commit": str(provenance.get("source_commit") or provenance.get("commit") or "")[:7],
         }
     return summaries, problems
