@@ -174,7 +174,10 @@ class Encoder:
 
     # -- entry point
     def encode(self, value: Any) -> Any:
-        return self._encode(value, 0, set())
+        try:
+            return self._encode(value, 0, set())
+        except _Unencodable:
+            return {TAG: "object", "cls": qualified_type_name(value), "attrs": {}, "omitted": []}
 
     def _encode(self, value: Any, depth: int, path: set[int]) -> Any:
         if depth > MAX_DEPTH:
