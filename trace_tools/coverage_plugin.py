@@ -52,7 +52,7 @@ def pytest_configure(config) -> None:
     if not _is_worker(config):
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob(".coverage*"):
-            old.unlink()
+            old.unlink(missing_ok=True)
         setattr(config, _KEY + "_combine", True)
         if config.getoption("numprocesses", None) not in (None, 0, "0"):
             return  # the xdist controller runs no tests; its workers measure
@@ -74,8 +74,17 @@ def _stop(config):
         return None
     setattr(config, _KEY, None)
     cov.stop()
-    cov.save()
+    try:
+        cov.save()
+    except Exception as exc:  # e.g. another session emptied the folder: coverage is lost, tests are not
+        _warn(config, f"could not save coverage data: {exc}")
     return cov
+
+
+def _warn(config, message: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"eryx-port coverage: {message}")
 
 
 @pytest.hookimpl(trylast=True)
@@ -89,9 +98,13 @@ def pytest_sessionfinish(session) -> None:
     folder = _data_dir(config)
     combined = coverage.Coverage(data_file=str(folder / ".coverage"), config_file=False)
     parts = sorted(str(p) for p in folder.glob(".coverage.*"))
-    if parts:
+    if not parts:
+        return
+    try:
         combined.combine(parts, keep=False)
         combined.save()
+    except Exception as exc:  # a concurrent session in the same checkout; never fail the run for it
+        _warn(config, f"could not combine coverage data: {exc}")
 
 
 def pytest_unconfigure(config) -> None:
