@@ -258,7 +258,10 @@ class GaussianNetworkModel:
         return k
 
     def compute_K(self, hessian=None, kvec=None) -> torch.Tensor:
-        """K(k) = sum over cells of H(cell) exp(i k . r_cell), shape (..., n_asu, n_atoms, n_asu, n_atoms).
+        """K(k) = sum over cells of H(cell) exp(i k . r_cell), shape (..., n_asu, n_dof, n_asu, n_dof).
+
+        ``hessian`` is (n_asu, n_dof, n_cell, n_asu, n_dof): the atomic one
+        (n_dof = n_atoms) or any other, e.g. a rigid-body Hessian.
 
         ``kvec`` is (3,) (default zero) or batched (..., 3). With ``hessian=None``
         K is assembled straight from the contacts (no dense Hessian).
@@ -267,9 +270,13 @@ class GaussianNetworkModel:
         eikr = _kvec_phases(k, self.crystal.cell_origins().to(k))  # (..., n_cell)
         n_asu, n_at = self.n_asu, self.n_atoms_per_asu
         if hessian is not None:
-            expected = (n_asu, n_at, self.n_cell, n_asu, n_at)
-            if tuple(hessian.shape) != expected:
-                raise ValueError(f"hessian must have shape {expected}, got {tuple(hessian.shape)}")
+            # any number of degrees of freedom per ASU: OnePhonon passes its rigid-body Hessian here
+            hessian = torch.as_tensor(hessian, device=eikr.device)
+            shape = tuple(hessian.shape)
+            if len(shape) != 5 or shape[0] != n_asu or shape[3] != n_asu or shape[2] != self.n_cell or shape[1] != shape[4]:
+                raise ValueError(
+                    f"hessian must have shape (n_asu={n_asu}, n_dof, n_cell={self.n_cell}, n_asu={n_asu}, n_dof), got {shape}"
+                )
             return torch.einsum("...c,iacjb->...iajb", eikr, hessian.to(eikr.dtype))
         off, diag = self.hessian_contacts()
         c = self.contacts
@@ -286,9 +293,9 @@ class GaussianNetworkModel:
     def compute_Kinv(self, hessian=None, kvec=None, reshape=True) -> torch.Tensor:
         """Pseudo-inverse of K(k) (numpy's default cutoff: singular values below 1e-15 * largest are dropped).
 
-        Shape (..., n_asu, n_atoms, n_asu, n_atoms), or (..., n_asu*n_atoms, n_asu*n_atoms) with ``reshape=False``.
+        Shape (..., n_asu, n_dof, n_asu, n_dof), or (..., n_asu*n_dof, n_asu*n_dof) with ``reshape=False``.
         """
         K = self.compute_K(hessian, kvec=kvec)
-        n = self.n_asu * self.n_atoms_per_asu
+        n = K.shape[-4] * K.shape[-3]
         Kinv = torch.linalg.pinv(K.reshape(K.shape[:-4] + (n, n)), rtol=PINV_RCOND)
         return Kinv.reshape(K.shape) if reshape else Kinv

@@ -465,4 +465,10 @@ class Crystal:
         return self.asu_xyz_reference()[int(asu_id)] + self.get_unitcell_origin(unit_cell)
 
 
-from .gnm import GaussianNetworkModel  # noqa: E402  (re-export; gnm imports this module)
+def __getattr__(name):
+    # GaussianNetworkModel lives in eryx_port.gnm (which imports this module); re-exported lazily.
+    if name == "GaussianNetworkModel":
+        from .gnm import GaussianNetworkModel
+
+        return GaussianNetworkModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,339 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Replay of recorded ``eryx.pdb`` calls on :mod:`eryx_port.pdb` / :mod:`eryx_port.gnm`, and their gradchecks.
+
+Constructors are replayed from the recorded file (``FileRef`` resolved in the
+PDB folder). Methods are replayed on an instance rebuilt from the attributes
+the recorded call read (``call.attrs_read``); nested eryx objects arrive as
+``ObjectData`` and are rebuilt with :meth:`AtomicModel.from_arrays`. Methods
+that mutate their instance are compared through ``call.attrs_written``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from eryx_port import gnm as gnm_mod
+from eryx_port import pdb
+from trace_tools.paths import resolve_file
+from trace_tools.registry import gradcheck, parity
+from trace_tools.values import ElementData, FileRef, ObjectData
+
+from .map_utils import recorded_outcome
+
+# gemmi.Structure is stored as an empty record (not data); everything else eryx set is compared.
+_NOT_DATA = {"structure"}
+
+
+def _path(value: Any) -> Any:
+    return str(resolve_file(value)) if isinstance(value, FileRef) else value
+
+
+def _element_data(el) -> ElementData:
+    it92 = el.it92
+    return ElementData(
+        symbol=el.name, it92_a=tuple(it92.a), it92_b=tuple(it92.b), it92_c=float(it92.c), weight=float(el.weight)
+    )
+
+
+def _mirror(actual: Any, expected: Any) -> tuple[Any, Any]:
+    """Put a port value in the recorded value's form (objects by the recorded attributes, gemmi elements as records).
+
+    Returns ``(actual, expected)``; only the gemmi Structure is dropped (from both sides).
+    """
+    if isinstance(expected, ObjectData):
+        names = [n for n in expected.attrs if n not in _NOT_DATA]
+        pairs = {n: _mirror(getattr(actual, n, f"<{n} missing in port>"), expected.attrs[n]) for n in names}
+        return (
+            ObjectData(expected.cls, {n: p[0] for n, p in pairs.items()}, expected.omitted),
+            ObjectData(expected.cls, {n: p[1] for n, p in pairs.items()}, expected.omitted),
+        )
+    if isinstance(expected, ElementData) and not isinstance(actual, ElementData) and hasattr(actual, "it92"):
+        return _element_data(actual), expected
+    if isinstance(expected, list) and isinstance(actual, list) and len(actual) == len(expected):
+        pairs = [_mirror(a, e) for a, e in zip(actual, expected)]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    if isinstance(expected, dict) and isinstance(actual, dict) and set(actual) == set(expected):
+        pairs = {k: _mirror(actual[k], expected[k]) for k in expected}
+        return {k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()}
+    return actual, expected
+
+
+def _written(obj: Any, call) -> tuple[dict, dict]:
+    """The port object's attributes named in ``call.attrs_written`` next to the recorded ones."""
+    expected = {k: v for k, v in call.attrs_written.items() if k not in _NOT_DATA}
+    actual = {k: getattr(obj, k, f"<{k} missing in port>") for k in expected}
+    return _mirror(actual, expected)
+
+
+def _attr(obj: Any, name: str) -> Any:
+    return obj.attrs[name] if isinstance(obj, ObjectData) else getattr(obj, name)
+
+
+def _model_from_record(record: ObjectData) -> pdb.AtomicModel:
+    """An AtomicModel holding the recorded cell, operators and coordinates (enough for placement and GNM)."""
+    a = record.attrs
+    return pdb.AtomicModel.from_arrays(
+        cell=a["cell"],
+        sym_ops=a["sym_ops"],
+        transformations=a["transformations"],
+        unit_cell_axes=a.get("unit_cell_axes"),
+        xyz=a.get("xyz"),
+    )
+
+
+def _crystal_from_record(record: ObjectData) -> pdb.Crystal:
+    crystal = pdb.Crystal(_model_from_record(record.attrs["model"]))
+    a = record.attrs
+    if "nx" in a:
+        crystal.supercell_extent(nx=a["nx"], ny=a["ny"], nz=a["nz"])
+    else:
+        crystal.supercell_extent(*(_half_width(a[r]) for r in ("xrange", "yrange", "zrange")))
+    return crystal
+
+
+def _half_width(values) -> int:
+    values = np.asarray(values)
+    n = (len(values) - 1) // 2
+    if not np.array_equal(values, np.arange(-n, n + 1)):
+        raise ValueError(f"recorded supercell range {values} is not symmetric about 0")
+    return n
+
+
+def _crystal_from_ranges(read: dict) -> pdb.Crystal:
+    crystal = pdb.Crystal.__new__(pdb.Crystal)
+    crystal.model = None
+    crystal.supercell_extent(*(_half_width(read[r]) for r in ("xrange", "yrange", "zrange")))
+    return crystal
+
+
+def _bare_gnm(read: dict) -> gnm_mod.GaussianNetworkModel:
+    """A GNM instance holding only the recorded attributes the replayed method needs."""
+    g = gnm_mod.GaussianNetworkModel.__new__(gnm_mod.GaussianNetworkModel)
+    g.dtype, g.device = torch.float64, torch.device("cpu")
+    for name in ("n_asu", "n_cell", "id_cell_ref", "n_atoms_per_asu", "enm_cutoff", "gamma_intra", "gamma_inter"):
+        if name in read:
+            setattr(g, name, read[name])
+    if "crystal" in read:
+        g.crystal = _crystal_from_record(read["crystal"])
+        if "n_atoms_per_asu" not in read and g.crystal.model.xyz is not None:
+            g.n_atoms_per_asu = int(g.crystal.model.xyz.shape[-2])
+    if "gamma" in read:
+        g.gamma = torch.as_tensor(read["gamma"], dtype=torch.float64)
+    if "asu_neighbors" in read:
+        g.contacts = gnm_mod.contacts_from_neighbor_lists(read["asu_neighbors"], read["id_cell_ref"])
+    g._asu_neighbors = None
+    return g
+
+
+# ---------------------------------------------------------------- module functions
+
+@parity("eryx.pdb.sym_str_as_matrix", port="eryx_port.pdb.sym_str_as_matrix")
+def _(call):
+    return recorded_outcome(call, lambda: pdb.sym_str_as_matrix(call.args["sym_str"]))
+
+
+@parity("eryx.pdb.extract_sym_ops", port="eryx_port.pdb.extract_sym_ops")
+def _(call):
+    return recorded_outcome(call, lambda: pdb.extract_sym_ops(_path(call.args["pdb_file"])))
+
+
+@parity("eryx.pdb.extract_transformations", port="eryx_port.pdb.extract_transformations")
+def _(call):
+    return recorded_outcome(call, lambda: pdb.extract_transformations(_path(call.args["pdb_file"])))
+
+
+@parity("eryx.pdb.get_unit_cell_axes", port="eryx_port.pdb.get_unit_cell_axes")
+def _(call):
+    return recorded_outcome(call, lambda: pdb.get_unit_cell_axes(call.args["cell"]))
+
+
+@gradcheck("eryx.pdb.get_unit_cell_axes", inputs=("cell",))
+def _(call, name):
+    cell = torch.as_tensor(np.asarray(call.args["cell"], dtype=float), dtype=torch.float64).requires_grad_(True)
+    return pdb.get_unit_cell_axes, (cell,)
+
+
+# ---------------------------------------------------------------- AtomicModel
+
+@parity("eryx.pdb.AtomicModel.__init__", port="eryx_port.pdb.AtomicModel")
+def _(call):
+    a = call.args
+
+    def run():
+        model = pdb.AtomicModel(
+            _path(a["pdb_file"]), expand_p1=a.get("expand_p1", False), frame=a.get("frame", 0),
+            clean_pdb=a.get("clean_pdb", True),
+        )
+        return _written(model, call)
+
+    if call.exception is None:
+        return run()
+    return recorded_outcome(call, run)
+
+
+@parity("eryx.pdb.AtomicModel._get_xyz_asus", port="eryx_port.pdb.AtomicModel._get_xyz_asus")
+def _(call):
+    r = call.attrs_read
+    model = pdb.AtomicModel.from_arrays(
+        cell=r["cell"], sym_ops=r["sym_ops"], transformations=r["transformations"], unit_cell_axes=r["unit_cell_axes"]
+    )
+    return recorded_outcome(call, lambda: model._get_xyz_asus(call.args["xyz"]))
+
+
+@gradcheck("eryx.pdb.AtomicModel._get_xyz_asus", inputs=("xyz",))
+def _(call, name):
+    r = call.attrs_read
+    model = pdb.AtomicModel.from_arrays(
+        cell=r["cell"], sym_ops=r["sym_ops"], transformations=r["transformations"], unit_cell_axes=r["unit_cell_axes"]
+    )
+    xyz = torch.as_tensor(np.asarray(call.args["xyz"])[:6], dtype=torch.float64).requires_grad_(True)
+    return model._get_xyz_asus, (xyz,)
+
+
+@parity("eryx.pdb.AtomicModel.flatten_model", port="eryx_port.pdb.AtomicModel.flatten_model")
+def _(call):
+    model = pdb.AtomicModel.__new__(pdb.AtomicModel)
+    for name, value in call.attrs_read.items():
+        setattr(model, name, torch.as_tensor(value, dtype=torch.float64) if isinstance(value, np.ndarray) else value)
+    model.flatten_model()
+    return _written(model, call)
+
+
+# ---------------------------------------------------------------- Crystal
+
+def _crystal_with_model(call) -> pdb.Crystal:
+    crystal = pdb.Crystal(_model_from_record(call.attrs_read["model"]))
+    return crystal
+
+
+@parity("eryx.pdb.Crystal.get_unitcell_origin", port="eryx_port.pdb.Crystal.get_unitcell_origin")
+def _(call):
+    crystal = _crystal_with_model(call)
+    return recorded_outcome(call, lambda: crystal.get_unitcell_origin(call.args.get("unit_cell")))
+
+
+@parity("eryx.pdb.Crystal.hkl_to_id", port="eryx_port.pdb.Crystal.hkl_to_id")
+def _(call):
+    crystal = _crystal_from_ranges(call.attrs_read)
+    return recorded_outcome(call, lambda: crystal.hkl_to_id(call.args.get("unit_cell")))
+
+
+@parity("eryx.pdb.Crystal.id_to_hkl", port="eryx_port.pdb.Crystal.id_to_hkl")
+def _(call):
+    crystal = _crystal_from_ranges(call.attrs_read)
+    return recorded_outcome(call, lambda: crystal.id_to_hkl(call.args.get("cell_id", 0)))
+
+
+@parity("eryx.pdb.Crystal.get_asu_xyz", port="eryx_port.pdb.Crystal.get_asu_xyz")
+def _(call):
+    crystal = _crystal_with_model(call)
+    a = call.args
+    return recorded_outcome(call, lambda: crystal.get_asu_xyz(a.get("asu_id", 0), a.get("unit_cell")))
+
+
+# ---------------------------------------------------------------- GaussianNetworkModel
+
+@parity("eryx.pdb.GaussianNetworkModel.__init__", port="eryx_port.pdb.GaussianNetworkModel")
+def _(call):
+    a = call.args
+
+    def run():
+        g = gnm_mod.GaussianNetworkModel(_path(a["pdb_path"]), a["enm_cutoff"], a["gamma_intra"], a["gamma_inter"])
+        return _written(g, call)
+
+    if call.exception is None:
+        return run()
+    return recorded_outcome(call, run)
+
+
+@parity("eryx.pdb.GaussianNetworkModel.build_gamma", port="eryx_port.pdb.GaussianNetworkModel.build_gamma")
+def _(call):
+    g = _bare_gnm(call.attrs_read)
+    g.build_gamma()
+    return _written(g, call)
+
+
+@gradcheck("eryx.pdb.GaussianNetworkModel.build_gamma", inputs=("gamma_intra", "gamma_inter"))
+def _(call, name):
+    g = _bare_gnm(call.attrs_read)
+    value = torch.tensor(float(call.attrs_read[name]), dtype=torch.float64, requires_grad=True)
+
+    def fn(x):
+        setattr(g, name, x)
+        return g.build_gamma()
+
+    return fn, (value,)
+
+
+@parity(
+    "eryx.pdb.GaussianNetworkModel.build_neighbor_list",
+    port="eryx_port.pdb.GaussianNetworkModel.build_neighbor_list",
+    notes="The port finds contacts with one k-d tree over the 27-cell supercell; nested lists are derived from them.",
+)
+def _(call):
+    g = _bare_gnm(call.attrs_read)
+    g.build_neighbor_list()
+    return _written(g, call)
+
+
+@parity("eryx.pdb.GaussianNetworkModel.compute_hessian", port="eryx_port.pdb.GaussianNetworkModel.compute_hessian")
+def _(call):
+    g = _bare_gnm(call.attrs_read)
+    return recorded_outcome(call, g.compute_hessian)
+
+
+@parity("eryx.pdb.GaussianNetworkModel.compute_K", port="eryx_port.pdb.GaussianNetworkModel.compute_K")
+def _(call):
+    g = _bare_gnm(call.attrs_read)
+    a = call.args
+    return recorded_outcome(call, lambda: g.compute_K(a["hessian"], kvec=a.get("kvec")))
+
+
+@parity("eryx.pdb.GaussianNetworkModel.compute_Kinv", port="eryx_port.pdb.GaussianNetworkModel.compute_Kinv")
+def _(call):
+    g = _bare_gnm(call.attrs_read)
+    a = call.args
+    return recorded_outcome(call, lambda: g.compute_Kinv(a["hessian"], kvec=a.get("kvec"), reshape=a.get("reshape", True)))
+
+
+# gradchecks of K and its inverse w.r.t. the spring constants: the recorded call's
+# crystal, shrunk to a few atoms per ASU and rebuilt as a GNM with a fixed cutoff,
+# at the recorded k (or a generic one where the call used k = 0, where K is singular).
+_GRAD_ATOMS, _GRAD_CUTOFF, _GRAD_OUT = 8, 5.0, 6
+_GENERIC_K = (0.11, -0.07, 0.05)
+
+
+def _grad_gnm(call) -> tuple[gnm_mod.GaussianNetworkModel, torch.Tensor]:
+    model = _model_from_record(call.attrs_read["crystal"].attrs["model"])
+    model.xyz = model.xyz[:, :_GRAD_ATOMS]
+    g = gnm_mod.GaussianNetworkModel.from_model(model, _GRAD_CUTOFF, 1.0, 0.5)
+    kvec = call.args.get("kvec")
+    k = torch.as_tensor(_GENERIC_K if kvec is None or not np.any(kvec) else np.asarray(kvec), dtype=torch.float64)
+    return g, k
+
+
+def _k_gradcheck(call, name, inverse: bool):
+    g, k = _grad_gnm(call)
+    value = torch.tensor(1.3 if name == "gamma_intra" else 0.6, dtype=torch.float64, requires_grad=True)
+
+    def fn(x):
+        setattr(g, name, x)
+        g.build_gamma()
+        out = g.compute_Kinv(None, kvec=k) if inverse else g.compute_K(None, kvec=k)
+        n = g.n_asu * g.n_atoms_per_asu
+        return out.reshape(n, n)[:_GRAD_OUT, :_GRAD_OUT]
+
+    return fn, (value,)
+
+
+@gradcheck("eryx.pdb.GaussianNetworkModel.compute_K", inputs=("gamma_intra", "gamma_inter"))
+def _(call, name):
+    return _k_gradcheck(call, name, inverse=False)
+
+
+@gradcheck("eryx.pdb.GaussianNetworkModel.compute_Kinv", inputs=("gamma_intra", "gamma_inter"))
+def _(call, name):
+    return _k_gradcheck(call, name, inverse=True)
