@@ -9,6 +9,7 @@ from the scenarios of traces/scenarios.py; the whole traces/ folder stays small.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import tomllib
@@ -66,12 +67,13 @@ def _listed() -> list[str]:
     return [entry["name"] for entry in _function_table().get("function", [])]
 
 
-def _scenario_names() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _scenario_names() -> frozenset[str]:
     # The scenarios module is our own code and imports only numpy at module level.
     spec = importlib.util.spec_from_file_location("_eryx_port_trace_scenarios", SCENARIOS_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return set(module.SCENARIOS)
+    return frozenset(module.SCENARIOS)
 
 
 def _listed_params():
@@ -128,6 +130,12 @@ def test_no_trace_for_unlisted_function():
     listed = set(_listed())
     stray = [p.name for p in trace_files(DATA) if p.name[: -len(SUFFIX)] not in listed]
     assert not stray, f"traces of functions not in functions.toml: {stray}"
+
+
+def test_every_scenario_is_recorded():
+    recorded = {call.scenario for path in trace_files(DATA) for call in load_trace(path).calls}
+    unused = sorted(_scenario_names() - recorded)
+    assert not unused, f"scenarios with no recorded call (re-record: see traces/README.md): {unused}"
 
 
 def test_traces_folder_is_small():
