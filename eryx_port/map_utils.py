@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .tensors import as_real, resolve_device
+from .tensors import as_real, resolve_device, resolve_dtype
 
 __all__ = [
     "generate_grid",
@@ -44,6 +44,23 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- input checks
+
+
+def float_context(dtype: Any, device: Any, *values: Any) -> tuple[torch.dtype, torch.device]:
+    """dtype and device to compute in: the explicit ones, else those the tensors among ``values`` imply.
+
+    Without ``dtype=``, float32 is used only when every floating tensor given is
+    float32 (so a float64 parameter is never rounded to float32); float64 otherwise.
+    Without ``device=``, the first tensor's device, else the CPU.
+    """
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    if dtype is None:
+        floats = {t.dtype for t in tensors if t.is_floating_point()}
+        dtype = torch.float32 if floats == {torch.float32} else torch.float64
+    if device is None:
+        device = next((t.device for t in tensors), None)
+    return resolve_dtype(dtype), resolve_device(device)
+
 
 
 def _matrix3(x: Any, name: str, dtype=None, device=None) -> torch.Tensor:
@@ -88,8 +105,7 @@ def generate_grid(A_inv, hsampling, ksampling, lsampling, return_hkl=False, *, d
     ``int(oversampling * (max - min) + 1)`` evenly spaced values.
     Returns ``(grid of shape (n_points, 3), map_shape)``.
     """
-    if device is None and isinstance(A_inv, torch.Tensor):
-        device = A_inv.device
+    dtype, device = float_context(dtype, device, A_inv)
     A = _matrix3(A_inv, "A_inv", dtype, device)
     axes = [
         _axis_values(s, name, A.dtype, A.device)
@@ -109,7 +125,7 @@ def get_symmetry_equivalents(hkl_grid, sym_ops, *, dtype=None, device=None):
     is a sequence / ``(n_ops, 3, 3)`` array; row vectors are multiplied on the
     right, ``hkl @ R``.
     """
-    hkl = _points3(hkl_grid, "hkl_grid", dtype, device)
+    hkl = _points3(hkl_grid, "hkl_grid", *float_context(dtype, device, hkl_grid))
     rots = _stack_ops(sym_ops, hkl.dtype, hkl.device)
     return torch.matmul(hkl.unsqueeze(0), rots)
 
@@ -200,9 +216,7 @@ def compute_resolution(cell, hkl, *, dtype=None, device=None):
     ``cell`` is ``(a, b, c, alpha, beta, gamma)`` in Angstrom/degrees. hkl = 0
     gives ``inf``. Differentiable in ``cell`` and ``hkl``.
     """
-    if device is None and isinstance(hkl, torch.Tensor):
-        device = hkl.device
-    m = _points3(hkl, "hkl", dtype, device)
+    m = _points3(hkl, "hkl", *float_context(dtype, device, hkl, cell))
     c = _cell6(cell, m.dtype, m.device)
     a, b, cc = c[0], c[1], c[2]
     ang = torch.deg2rad(c[3:])
@@ -248,9 +262,7 @@ def get_hkl_extents(cell, resolution, oversampling=1):
 
 def get_dq_map(A_inv, hkl_grid, *, dtype=None, device=None):
     """Distance in q (1/Angstrom) from each grid point to its nearest Bragg peak, rounded to 8 decimals."""
-    if device is None and isinstance(hkl_grid, torch.Tensor):
-        device = hkl_grid.device
-    hkl = _points3(hkl_grid, "hkl_grid", dtype, device)
+    hkl = _points3(hkl_grid, "hkl_grid", *float_context(dtype, device, hkl_grid, A_inv))
     A = _matrix3(A_inv, "A_inv", hkl.dtype, hkl.device)
     q_peak = 2 * math.pi * (torch.round(hkl) @ A)
     q = 2 * math.pi * (hkl @ A)
@@ -414,9 +426,11 @@ def asu_condition(space_group) -> str:
 def get_asu_mask(space_group, hkl_grid, *, device=None):
     """Boolean mask of the grid points inside the reciprocal asymmetric unit of ``space_group``.
 
-    Evaluates gemmi's ``ReciprocalAsu`` condition for the space group on the
-    (possibly fractional) indices, exactly as written: for integral indices it
-    agrees with ``gemmi.ReciprocalAsu(sg).is_in``.
+    Evaluates gemmi's ``ReciprocalAsu`` condition string on the (possibly
+    fractional) indices, as eryx does. That condition is written for the
+    reference setting of the space group: for integral indices the mask equals
+    ``gemmi.ReciprocalAsu(gemmi.SpaceGroup(sg.number)).is_in``, which is
+    ``ReciprocalAsu(sg).is_in`` itself only when ``sg`` is a reference setting.
     """
     if device is None and isinstance(hkl_grid, torch.Tensor):
         device = hkl_grid.device

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from .tensors import as_real, resolve_device, resolve_dtype
+from .map_utils import float_context
+from .tensors import as_real
 
 __all__ = ["compute_form_factors", "structure_factors_batch", "structure_factors"]
 
@@ -30,19 +31,9 @@ _CHUNK_ELEMENTS = 1 << 24
 _FOUR_PI_SQ = (4 * math.pi) ** 2
 
 
-def _target(dtype: Any, device: Any, values: tuple) -> tuple[torch.dtype, torch.device]:
-    """dtype/device to compute in: the explicit ones, else those of the first floating tensor given, else float64/CPU."""
-    tensors = [v for v in values if isinstance(v, torch.Tensor)]
-    if dtype is None:
-        dtype = next((t.dtype for t in tensors if t.dtype in (torch.float32, torch.float64)), None)
-    if device is None:
-        device = next((t.device for t in tensors), None)
-    return resolve_dtype(dtype), resolve_device(device)
-
-
 def _atoms(q_grid, xyz, ff_a, ff_b, ff_c, U, dtype, device):
     """Convert and check the shared inputs; ValueError names the argument at fault."""
-    dtype, device = _target(dtype, device, (q_grid, xyz, ff_a, ff_b, ff_c, U))
+    dtype, device = float_context(dtype, device, q_grid, xyz, ff_a, ff_b, ff_c, U)
     q = as_real(q_grid, dtype, device)
     if q.ndim != 2 or q.shape[1] != 3:
         raise ValueError(f"q_grid must have shape (n_points, 3), got {tuple(q.shape)}")
