@@ -358,6 +358,8 @@ def test_command_writes_dashboard_from_pytest_results(project, capsys):
     assert "- `eryx.map_utils.compute_resolution`" in md  # listed, ported, never recorded
     assert "| FFTOps.fft_3d | core utilities | torch.fft |" in md
     assert str(project["root"]) not in md and str(project["root"]) not in (out / "index.html").read_text()
+    assert (out / "completion.svg").read_text().startswith("<svg") and "(completion.svg)" in md
+    assert ">map_utils.generate_grid<" in (out / "parity-errors.svg").read_text()
     history = json.loads((out / "history.json").read_text())
     assert history == {"first_passed": {}}  # CP3 needs compute_resolution too
     assert "1/3 functions done" in capsys.readouterr().out

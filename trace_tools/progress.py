@@ -28,9 +28,16 @@ from typing import Any
 
 from . import progress_facts as pf
 from .paths import REPO_ROOT, traces_dir
-from .progress_render import STAMP_RE, render_html, render_markdown
+from .progress_render import (
+    COMPLETION_SVG,
+    ERRORS_SVG,
+    STAMP_RE,
+    render_html,
+    render_markdown,
+    svg_completion,
+    svg_error_distribution,
+)
 
-OUTPUTS = ("PROGRESS.md", "index.html")
 HISTORY = "history.json"
 
 
@@ -106,7 +113,12 @@ def _dashboard(args: argparse.Namespace) -> int:
         )
     facts = pf.derive(raw, today)
     stamp = now.strftime("%Y-%m-%d %H:%M UTC")
-    pages = {"PROGRESS.md": render_markdown(facts, stamp), "index.html": render_html(facts, stamp)}
+    pages = {
+        "PROGRESS.md": render_markdown(facts, stamp),
+        "index.html": render_html(facts, stamp),
+        COMPLETION_SVG: svg_completion(facts) + "\n",
+        ERRORS_SVG: svg_error_distribution(facts) + "\n",
+    }
     history_text = json.dumps({"first_passed": facts["history_new"]}, indent=2) + "\n"
 
     if args.check:
@@ -119,7 +131,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     if not history_path.is_file() or history_path.read_text(encoding="utf-8") != history_text:
         history_path.write_text(history_text, encoding="utf-8")
     o = facts["overall"]
-    print(f"wrote {_rel(args.out)}/PROGRESS.md and index.html: {o['done']}/{o['functions']} functions done "
+    print(f"wrote {_rel(args.out)}/PROGRESS.md, index.html and pictures: {o['done']}/{o['functions']} functions done "
           f"({o['completion']}%), {sum(c['passed'] for c in facts['checkpoints'])}/{len(facts['checkpoints'])} "
           "checkpoints")
     if raw["results"] is None:

@@ -449,12 +449,16 @@ def _tolerance_text(entry: dict[str, Any]) -> str:
 
     if entry["rtol"] == DEFAULT_RTOL and entry["atol"] is None and not entry["tolerance_reason"]:
         return ""
-    text = f"rtol {entry['rtol']:.0e}"
+    text = f"rtol {_sci(entry['rtol'])}"
     if entry["atol"] is not None:
-        text += f", atol {entry['atol']:.0e}"
+        text += f", atol {_sci(entry['atol'])}"
     if entry["tolerance_reason"]:
         text += f": {entry['tolerance_reason']}"
     return text
+
+
+def _sci(x: float) -> str:
+    return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e+")
 
 
 def _percent(done: int, total: int) -> int:
