@@ -1,0 +1,175 @@
+"""One-phonon diffuse intensity on a regular hkl grid: fast rigid-body structure factors and their contraction.
+
+Structure factors. For ASU ``m`` and q-point q, with ``A_j(q) = f_j(|q|) exp(-|q|^2 U_j / 2) exp(i q . r_j)``,
+the projection of ``q A_j`` on the six rigid-body components only needs four sums:
+``S0 = sum_j A_j`` and ``S1 = sum_j A_j s_j`` (``s_j`` the lever arm): translation ``q S0``,
+rotation ``S1 x q`` (that is ``q^T`` times the rotational block of the A matrix).
+
+The q-points form a regular grid in hkl, so in fractional coordinates ``x_j``
+``q . r_j = 2 pi (h x_j + k y_j + l z_j)`` and ``|q|^2 = hkl^T G hkl`` (``G = 4 pi^2 A_inv A_inv^T``).
+When one axis ("free" axis) has no cross term with the other two in G (orthogonal cells,
+hexagonal/trigonal l, monoclinic b), ``exp(i q.r_j - |q|^2 U_j/2)`` is the product of a table over
+the two other axes and a table over the free axis, and the sum over atoms becomes a matrix
+product (BLAS) per element: form factors depend only on the element and |q|. Only small
+tables need transcendental functions. Triclinic cells fall back to the direct sum.
+
+Intensity. The q-points that share a k-vector (a class of grid indices modulo the
+oversampling) are contracted with that k-vector's matrix in one batched product.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Relative size below which a cross term of the metric is treated as zero (orthogonal axes
+# carry round-off of order 1e-17 there).
+_CROSS_TERM_TOL = 1e-14
+
+
+def element_groups(ff_a: torch.Tensor, ff_b: torch.Tensor, ff_c: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Group the atoms of one ASU by identical form-factor coefficients.
+
+    ``ff_a``/``ff_b``: (n_atoms, 4), ``ff_c``: (n_atoms,). Returns (list of atom-index tensors,
+    coefficients (n_groups, 9) as ``a1..a4, b1..b4, c``).
+    """
+    coefs = torch.cat([ff_a, ff_b, ff_c[:, None]], dim=1)
+    unique, inverse = torch.unique(coefs.detach().cpu(), dim=0, return_inverse=True)
+    groups = [torch.nonzero(inverse == g).reshape(-1).to(ff_a.device) for g in range(unique.shape[0])]
+    return groups, unique.to(device=ff_a.device, dtype=ff_a.dtype)
+
+
+def _gaussian_sum(coef: torch.Tensor, qsq: torch.Tensor) -> torch.Tensor:
+    """Form factor ``sum_i a_i exp(-b_i |q|^2 / (16 pi^2)) + c`` at |q|^2 values ``qsq``."""
+    s = qsq / (16 * math.pi**2)
+    a, b, c = coef[:4], coef[4:8], coef[8]
+    return (a * torch.exp(-b * s[..., None])).sum(-1) + c
+
+
+def _cis(real_part: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """``exp(real_part + i phase)`` built from real functions (keeps autograd simple on every device)."""
+    mag = torch.exp(real_part)
+    return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+
+
+def free_axis(G: torch.Tensor) -> int | None:
+    """An axis with no cross term with the two others in the metric G (prefers l, then k, then h), or None."""
+    scale = G.detach().abs().max()
+    for ax in (2, 1, 0):
+        others = [o for o in range(3) if o != ax]
+        if all(abs(float(G[ax, o])) <= _CROSS_TERM_TOL * float(scale) for o in others):
+            return ax
+    return None
+
+
+def rigid_body_structure_factors(
+    axes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    A_inv: torch.Tensor,
+    xyz: torch.Tensor,
+    arms: torch.Tensor,
+    ff: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    U: torch.Tensor,
+) -> torch.Tensor:
+    """Rigid-body structure factors on the grid ``axes`` = (h values, k values, l values).
+
+    ``xyz``/``arms``: (n_asu, n_atoms, 3); ``ff`` = (ff_a (n_atoms, 4), ff_b (n_atoms, 4), ff_c (n_atoms,))
+    shared by all ASUs; ``U``: (n_atoms,) or (n_asu, n_atoms). Returns F (n_h, n_k, n_l, n_asu, 6), complex,
+    the components ordered like eryx's A matrix (translation x, y, z, then rotation).
+    """
+    dtype = xyz.dtype
+    n_asu, n_atoms = xyz.shape[:2]
+    U = U.to(dtype).expand(n_asu, n_atoms)
+    A_inv = A_inv.to(dtype)
+    G = 4 * math.pi**2 * (A_inv @ A_inv.T)
+    frac = xyz @ A_inv.T  # fractional coordinates, (n_asu, n_atoms, 3)
+    weights = torch.cat([torch.ones_like(arms[..., :1]), arms], dim=-1)  # (n_asu, n_atoms, 4)
+    groups, coefs = element_groups(*ff)
+    f_ax = free_axis(G)
+    if f_ax is None:
+        S = _sums_direct(axes, G, frac, weights, U, groups, coefs)
+    else:
+        S = _sums_factorised(axes, G, frac, weights, U, groups, coefs, f_ax)
+    # S: (n_h, n_k, n_l, n_asu, 4) -> translation q S0 and rotation S1 x q
+    hkl = torch.stack(torch.meshgrid(*[a.to(dtype) for a in axes], indexing="ij"), dim=-1)
+    q = (2 * math.pi * (hkl @ A_inv)).to(S.dtype)[..., None, :]  # (n_h, n_k, n_l, 1, 3)
+    trans = q * S[..., :1]
+    rot = torch.linalg.cross(S[..., 1:], q.expand(S[..., 1:].shape), dim=-1)
+    return torch.cat([trans, rot], dim=-1)
+
+
+def _sums_factorised(axes, G, frac, weights, U, groups, coefs, f_ax):
+    """S (n_h, n_k, n_l, n_asu, 4) with the free axis split off as a matrix product."""
+    a1, a2 = [a for a in range(3) if a != f_ax]
+    v1, v2, vf = (axes[a].to(frac.dtype) for a in (a1, a2, f_ax))
+    n1, n2, nf = v1.numel(), v2.numel(), vf.numel()
+    n_asu = frac.shape[0]
+    # |q|^2 = Q12(i1, i2) + Qf(if)
+    Q12 = G[a1, a1] * v1[:, None] ** 2 + G[a2, a2] * v2[None, :] ** 2 + 2 * G[a1, a2] * v1[:, None] * v2[None, :]
+    Qf = G[f_ax, f_ax] * vf**2
+    total = None
+    for atoms, coef in zip(groups, coefs):  # a handful of elements, not atoms
+        x = frac[:, atoms]  # (n_asu, n_g, 3)
+        u = U[:, atoms]  # (n_asu, n_g)
+        phase12 = 2 * math.pi * (v1[:, None, None, None] * x[None, None, :, :, a1] + v2[None, :, None, None] * x[None, None, :, :, a2])
+        T = _cis(-0.5 * u * Q12[:, :, None, None], phase12)  # (n1, n2, n_asu, n_g)
+        Lf = _cis(-0.5 * u * Qf[:, None, None], 2 * math.pi * vf[:, None, None] * x[None, :, :, f_ax])  # (nf, n_asu, n_g)
+        M = Lf[..., None] * weights[None, :, atoms].to(Lf.dtype)  # (nf, n_asu, n_g, 4)
+        M = M.permute(1, 2, 0, 3).reshape(n_asu, atoms.numel(), nf * 4)
+        Tm = T.permute(2, 0, 1, 3).reshape(n_asu, n1 * n2, atoms.numel())
+        part = torch.bmm(Tm, M).reshape(n_asu, n1, n2, nf, 4)
+        # the element's form factor, separable in the same way: a_i exp(-b_i Q12/16pi^2) exp(-b_i Qf/16pi^2)
+        s12 = Q12 / (16 * math.pi**2)
+        sf = Qf / (16 * math.pi**2)
+        a, b, c = coef[:4], coef[4:8], coef[8]
+        ffac = torch.einsum("i,xyi,zi->xyz", a, torch.exp(-b * s12[..., None]), torch.exp(-b * sf[..., None])) + c
+        part = part * ffac.to(part.dtype)[None, ..., None]
+        total = part if total is None else total + part
+    # back to (h, k, l) order, ASU after the grid axes
+    order = [0, 0, 0]
+    order[a1], order[a2], order[f_ax] = 1, 2, 3
+    return total.permute(*order, 0, 4)
+
+
+def _sums_direct(axes, G, frac, weights, U, groups, coefs):
+    """S (n_h, n_k, n_l, n_asu, 4) by the direct sum over atoms (any cell)."""
+    hkl = torch.stack(torch.meshgrid(*[a.to(frac.dtype) for a in axes], indexing="ij"), dim=-1)
+    qsq = torch.einsum("...a,ab,...b->...", hkl, G, hkl)
+    total = None
+    for atoms, coef in zip(groups, coefs):
+        x = frac[:, atoms]
+        phase = 2 * math.pi * torch.einsum("...a,mja->...mj", hkl, x)
+        E = _cis(-0.5 * U[:, atoms] * qsq[..., None, None], phase)  # (..., n_asu, n_g)
+        part = torch.einsum("...mj,mjc->...mc", E, weights[:, atoms].to(E.dtype))
+        part = part * _gaussian_sum(coef, qsq).to(part.dtype)[..., None, None]
+        total = part if total is None else total + part
+    return total
+
+
+def class_contract(F: torch.Tensor, B: torch.Tensor, sampling: tuple[int, int, int], weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum_r w_r |F B_k[:, r]|^2`` at every grid point, B_k chosen by the point's k-vector class.
+
+    ``F``: (n_h, n_k, n_l, N) for grid rows starting at a multiple of the h oversampling;
+    ``B``: (N_h*N_k*N_l, N, R) with classes in (dh, dk, dl) C order; ``weights``: (n_class, R) or None
+    (all ones). A point (i, j, l) belongs to class (i mod N_h, j mod N_k, l mod N_l).
+    Returns (n_h, n_k, n_l) real.
+    """
+    Nh, Nk, Nl = sampling
+    nh, nk, nl, N = F.shape
+    ph, pk, pl = -nh % Nh, -nk % Nk, -nl % Nl
+    if ph or pk or pl:
+        F = torch.nn.functional.pad(F, (0, 0, 0, pl, 0, pk, 0, ph))
+    mh, mk, ml = (nh + ph) // Nh, (nk + pk) // Nk, (nl + pl) // Nl
+    Fc = F.reshape(mh, Nh, mk, Nk, ml, Nl, N).permute(1, 3, 5, 0, 2, 4, 6).reshape(Nh * Nk * Nl, mh * mk * ml, N)
+    Y = torch.bmm(Fc, B.to(Fc.dtype))
+    P = Y.real**2 + Y.imag**2
+    if weights is not None:
+        P = P * weights[:, None, :]
+    I = P.sum(-1).reshape(Nh, Nk, Nl, mh, mk, ml).permute(3, 0, 4, 1, 5, 2).reshape(mh * Nh, mk * Nk, ml * Nl)
+    return I[:nh, :nk, :nl]
+
+
+def class_index(shape: tuple[int, int, int], sampling: tuple[int, int, int], device=None) -> torch.Tensor:
+    """k-vector class of every grid point, (n_h, n_k, n_l) int64, in (dh, dk, dl) C order."""
+    idx = [torch.arange(n, device=device) % s for n, s in zip(shape, sampling)]
+    return (idx[0][:, None, None] * sampling[1] + idx[1][None, :, None]) * sampling[2] + idx[2][None, None, :]

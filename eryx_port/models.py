@@ -1,0 +1,342 @@
+"""Disorder models. :class:`OnePhonon`: one-phonon diffuse scattering from a lattice of rigid ASUs.
+
+Same constructor, attributes and methods as ``eryx.models.OnePhonon`` (results are torch tensors),
+computed without loops over k-vectors, cells, ASUs, atoms or q-points, and differentiable in
+the spring constants, the coordinates and the B-factors.
+
+Differentiable inputs
+---------------------
+* ``gamma_intra`` / ``gamma_inter``: pass 0-d tensors with ``requires_grad=True``.
+* coordinates: keyword-only ``xyz=`` (n_asu, n_atoms, 3) replaces the expanded coordinates read
+  from the file (the contact list of the network is still found once from positions, without gradient).
+* B-factors: keyword-only ``adp=`` (n_atoms,) or (n_asu, n_atoms) replaces the file's B-factors
+  (used by ``apply_disorder(use_data_adp=True)`` and by the ADP scale of the GNM covariance).
+
+``apply_disorder`` returns the flat map; NaN outside the resolution mask and where eryx puts NaN
+(modes with zero frequency: every integral Miller index for ``rank=-1``). Mask NaN before reducing
+a loss (e.g. ``torch.nansum`` or ``I[~I.isnan()]``); no NaN reaches the gradients.
+
+For the full map at k != 0 the intensity ``sum_m |F V_m|^2 / lambda_m`` equals ``F K(k)^-1 F^H``
+(the masses cancel); it is computed with a Cholesky factor of K(k), exact and with clean
+derivatives. The eigen-decomposition gives ``V``/``Winv`` and the rank-resolved maps.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import diffuse, phonons
+from .map_utils import generate_grid, get_resolution_mask
+from .pdb import AtomicModel, Crystal
+from .gnm import GaussianNetworkModel
+from .tensors import as_real, complex_dtype, resolve_device, resolve_dtype
+
+__all__ = ["OnePhonon"]
+
+# q-point x ASU x component elements of the structure-factor sums held at once in apply_disorder
+_CHUNK_ELEMENTS = 4_000_000
+
+
+def _check_sampling(s, name: str) -> tuple[float, float, int]:
+    if isinstance(s, (str, bytes)) or not hasattr(s, "__len__") or len(s) != 3:
+        raise ValueError(f"{name} must be (min, max, oversampling), got {s!r}")
+    lo, hi, n = s
+    for v, what in ((lo, "min"), (hi, "max")):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise ValueError(f"{name}: {what} must be a finite number, got {v!r}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
+        raise ValueError(f"{name}: oversampling must be a positive integer, got {n!r}")
+    if lo > hi:
+        raise ValueError(f"{name}: min {lo} is larger than max {hi}")
+    return lo, hi, int(n)
+
+
+def _check_positive(value, name: str):
+    """A plain positive number, or a tensor (kept as is, so its gradient survives) with positive value."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
+        v = float(value.detach())
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    else:
+        v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {v}")
+    return value
+
+
+class OnePhonon:
+    """Lattice of interacting rigid ASUs in the one-phonon approximation (eryx's model, in torch).
+
+    Parameters as eryx: ``pdb_path, hsampling, ksampling, lsampling`` ((min, max, oversampling) each),
+    ``expand_p1``, ``group_by`` (only 'asu'), ``res_limit``, ``model`` ('gnm' or 'rb'), ``gnm_cutoff``,
+    ``gamma_intra``, ``gamma_inter``; ``batch_size`` and ``n_processes`` are accepted and unused
+    (the computation is vectorised). Keyword-only: ``device``, ``dtype`` (float64 default, or float32),
+    ``xyz``/``adp`` overrides (see the module docstring), ``lever_arms`` ('eryx', default, reproduces
+    eryx's A matrix, whose rotational lever arms are running sums of the centred coordinates; 'centered'
+    uses each atom's position relative to its ASU mean), ``progress`` (tqdm bars, default True).
+    """
+
+    def __init__(
+        self,
+        pdb_path,
+        hsampling,
+        ksampling,
+        lsampling,
+        expand_p1=True,
+        group_by="asu",
+        res_limit=0.0,
+        model="gnm",
+        gnm_cutoff=4.0,
+        gamma_intra=1.0,
+        gamma_inter=1.0,
+        batch_size=10000,
+        n_processes=8,
+        *,
+        device=None,
+        dtype=None,
+        xyz=None,
+        adp=None,
+        lever_arms="eryx",
+        progress=True,
+    ):
+        self.hsampling = hsampling
+        self.ksampling = ksampling
+        self.lsampling = lsampling
+        self._sampling = tuple(
+            _check_sampling(s, n) for s, n in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling"))
+        )
+        if group_by != "asu":
+            raise ValueError(
+                f"group_by={group_by!r} is not supported: only group_by='asu' (rigid ASUs) is implemented "
+                "(eryx's group_by=None leaves Amat unset and fails later)"
+            )
+        if model not in ("gnm", "rb"):
+            raise ValueError(f"model must be 'gnm' or 'rb', not {model!r}")
+        if lever_arms not in ("eryx", "centered"):
+            raise ValueError(f"lever_arms must be 'eryx' or 'centered', not {lever_arms!r}")
+        if isinstance(res_limit, bool) or not isinstance(res_limit, numbers.Real) or not math.isfinite(res_limit) or res_limit < 0:
+            raise ValueError(f"res_limit must be a non-negative number of Angstrom, got {res_limit!r}")
+        if model == "gnm":
+            _check_positive(gamma_intra, "gamma_intra")
+            _check_positive(gamma_inter, "gamma_inter")
+            if isinstance(gnm_cutoff, torch.Tensor):
+                gnm_cutoff = float(gnm_cutoff)
+            _check_positive(gnm_cutoff, "gnm_cutoff")
+        self.batch_size = batch_size
+        self.n_processes = n_processes
+        self.dtype = resolve_dtype(dtype)
+        self.device = resolve_device(device)
+        self.lever_arms = lever_arms
+        self.progress = progress
+        self._xyz_override, self._adp_override = xyz, adp
+        self._setup(pdb_path, expand_p1, res_limit, group_by)
+        self._setup_phonons(pdb_path, model, gnm_cutoff, gamma_intra, gamma_inter)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _setup(self, pdb_path, expand_p1, res_limit, group_by):
+        """Read the model, build the hkl/q grid, the resolution mask and the 3x3x3 supercell."""
+        self.model = AtomicModel(pdb_path, expand_p1, device=self.device, dtype=self.dtype)
+        n_copies = int(self.model.xyz.shape[0])
+        if n_copies != self.model.n_asu:
+            raise ValueError(
+                f"{os.path.basename(str(pdb_path))}: expand_p1={expand_p1!r} gives {n_copies} copies of the atoms "
+                f"but the symmetry operations describe {self.model.n_asu} ASUs; use expand_p1=True with the "
+                "asymmetric unit (eryx fails on this combination, e.g. a '_p1' file with expand_p1=False)"
+            )
+        self._apply_overrides()
+        self.hkl_grid, self.map_shape = generate_grid(
+            self.model.A_inv, self.hsampling, self.ksampling, self.lsampling, return_hkl=True
+        )
+        self.map_shape = tuple(int(n) for n in self.map_shape)
+        self.res_mask, _ = get_resolution_mask(self.model.cell, self.hkl_grid, res_limit)
+        self.q_grid = 2 * math.pi * (self.hkl_grid @ self.model.A_inv)
+
+        self.crystal = Crystal(self.model)
+        self.crystal.supercell_extent(nx=1, ny=1, nz=1)
+        self.id_cell_ref = self.crystal.hkl_to_id([0, 0, 0])
+        self.n_cell = self.crystal.n_cell
+        self.n_asu = self.crystal.model.n_asu
+        self.n_atoms_per_asu = int(self.model.xyz.shape[-2])
+        self.n_dof_per_asu_actual = self.n_atoms_per_asu * 3
+        self.group_by = group_by
+        self.n_dof_per_asu = 6
+        self.n_dof_per_cell = self.n_asu * self.n_dof_per_asu
+
+    def _apply_overrides(self):
+        """Put user tensors (possibly requiring grad) in place of the file's coordinates / B-factors."""
+        shape = tuple(self.model.xyz.shape)
+        if self._xyz_override is not None:
+            xyz = as_real(self._xyz_override, self.dtype, self.device)
+            if tuple(xyz.shape) != shape:
+                raise ValueError(f"xyz must have shape {shape} (n_asu, n_atoms, 3), got {tuple(xyz.shape)}")
+            self.model.xyz = xyz
+        if self._adp_override is not None:
+            adp = as_real(self._adp_override, self.dtype, self.device)
+            if tuple(adp.shape) == shape[1:2]:
+                adp = adp.expand(shape[0], shape[1])
+            if tuple(adp.shape) != shape[:2]:
+                raise ValueError(f"adp must have shape {shape[1:2]} or {shape[:2]}, got {tuple(adp.shape)}")
+            self.model.adp = adp
+
+    def _setup_phonons(self, pdb_path, model, gnm_cutoff, gamma_intra, gamma_inter):
+        """Rigid-body matrices, k-vectors, then GNM phonons and covariance, or eryx's 'rb' model."""
+        self._build_A()
+        self._build_M()
+        self._build_kvec_Brillouin()
+        if model == "gnm":
+            self._setup_gnm(pdb_path, gnm_cutoff, gamma_intra, gamma_inter)
+            self.compute_gnm_phonons()
+            self.compute_covariance_matrix()
+        else:
+            self.compute_rb_phonons()
+
+    def _setup_gnm(self, pdb_path, gnm_cutoff, gamma_intra, gamma_inter):
+        """The Gaussian network model of the crystal (contacts found from this model's coordinates)."""
+        self.gnm = GaussianNetworkModel.from_model(self.model, gnm_cutoff, gamma_intra, gamma_inter)
+
+    def _build_A(self):
+        """``Amat`` (n_asu, n_atoms*3, 6): rigid-body displacements to atomic displacements."""
+        self._arms = phonons.lever_arms(self.model.xyz, self.lever_arms)
+        self._A = phonons.rigid_body_projection(self._arms)
+        self.Amat = self._A.reshape(self.n_asu, self.n_dof_per_asu_actual, self.n_dof_per_asu)
+
+    def _build_M(self):
+        """``Linv`` (n_asu*6, n_asu*6): inverse Cholesky factor of the projected mass matrix."""
+        self.Linv = phonons.mass_whitening(phonons.projected_mass(self._A, self.model.masses))
+
+    def _build_M_allatoms(self):
+        """Dense all-atom mass matrix (n_asu, n_atoms*3, n_asu, n_atoms*3) (small structures only)."""
+        m = self.model.masses.reshape(-1).repeat_interleave(3)
+        n = self.n_dof_per_asu_actual
+        return torch.diag(m).reshape(self.n_asu, n, self.n_asu, n)
+
+    def _project_M(self, M_allatoms):
+        """``A^T M_0 A`` per ASU pair: (n_asu, 6, n_asu, 6) from a dense all-atom mass matrix."""
+        M = as_real(M_allatoms, self.dtype, self.device)
+        return torch.einsum("iap,iajb,jbq->ipjq", self.Amat, M, self.Amat)
+
+    def _center_kvec(self, x, L):
+        """``x / L`` folded into [-1/2, 1/2) (a Python float, as eryx)."""
+        r = int(x) % int(L)
+        return (r - L if 2 * r >= L else r) / L
+
+    def _build_kvec_Brillouin(self):
+        """``kvec`` (n_h, n_k, n_l, 3) sampling the first Brillouin zone, and ``kvec_norm`` (..., 1)."""
+        n = [s[2] for s in self._sampling]
+        self.kvec, self.kvec_norm = phonons.kvec_grid(self.model.A_inv, *n)
+
+    def _at_kvec_from_miller_points(self, hkl_kvec):
+        """Flat map indices of the q-points whose k-vector is ``hkl_kvec`` (grid indices congruent to it)."""
+        n = [s[2] for s in self._sampling]
+        idx = [torch.arange(int(h0), size, step, device=self.device) for h0, size, step in zip(hkl_kvec, self.map_shape, n)]
+        _, nk, nl = self.map_shape
+        return ((idx[0][:, None, None] * nk + idx[1][None, :, None]) * nl + idx[2][None, None, :]).reshape(-1)
+
+    # ------------------------------------------------------------------ phonons
+
+    def compute_hessian(self):
+        """Projected Hessian (n_asu, 6, n_cell, n_asu, 6), complex as in eryx (the values are real)."""
+        return self._hessian().to(complex_dtype(self.dtype))
+
+    def _hessian(self):
+        return phonons.projected_hessian(self._A, tuple(self.gnm.contacts), self.gnm.gamma, self.id_cell_ref)
+
+    def _dynamical(self):
+        """K(k) for every k-vector, (n_k, n, n), k in C order of the (n_h, n_k, n_l) grid."""
+        return phonons.dynamical_matrices(self._hessian(), self.kvec, self.crystal.cell_origins())
+
+    def compute_gnm_phonons(self):
+        """``V`` (n_h, n_k, n_l, n, n) and ``Winv`` (n_h, n_k, n_l, n) from the GNM dynamical matrices."""
+        self._K = self._dynamical()
+        V, Winv = phonons.phonon_modes(self._K, self.Linv)
+        grid = tuple(self.kvec.shape[:3])
+        self.V = V.reshape(grid + V.shape[-2:])
+        self.Winv = Winv.reshape(grid + Winv.shape[-1:])
+
+    def compute_rb_phonons(self):
+        """eryx's 'rb' model: identity modes, ``Winv`` a Gaussian of |k| (scaled by |kvec[3,0,0]|)."""
+        self._K = None
+        weight = phonons.rb_mode_weight(self.kvec)
+        n = self.n_dof_per_cell
+        eye = torch.eye(n, dtype=complex_dtype(self.dtype), device=self.device)
+        self.V = eye.expand(weight.shape + (n, n)).clone()
+        self.Winv = weight[..., None].expand(weight.shape + (n,)).clone()
+
+    def compute_covariance_matrix(self):
+        """``covar`` (n_asu, 6, n_cell, n_asu, 6) and ``ADP`` (n_atoms,), scaled to the mean data B-factor."""
+        K = self._K if getattr(self, "_K", None) is not None else self._dynamical()
+        Kinv = phonons.inverse_dynamical(K, self.kvec)
+        covar = phonons.lattice_covariance(Kinv, self.kvec, self.crystal.cell_origins())
+        adp = phonons.adp_from_covariance(covar[:, self.id_cell_ref, :].diagonal().real, self._A)
+        scale = self.model.adp.mean() / (8 * math.pi**2 * adp.mean() / 3)
+        self.ADP = adp * scale
+        n = self.n_dof_per_asu
+        self.covar = (covar.real * scale).reshape(self.n_asu, n, self.n_cell, self.n_asu, n)
+
+    # ------------------------------------------------------------------ intensity
+
+    def _class_operators(self, rank: int):
+        """Per k-vector class: contraction matrices B (n_k, n, R), weights (n_k, R) or None, NaN flags (n_k,)."""
+        n = self.n_dof_per_cell
+        V = self.V.reshape(-1, n, n)
+        Winv = self.Winv.reshape(-1, n)
+        if rank >= 0:
+            w = Winv[:, rank : rank + 1]
+            nan = w[:, 0].isnan()
+            return V[:, :, rank : rank + 1], torch.where(nan[:, None], torch.zeros_like(w), w), nan
+        nan = Winv.isnan().any(dim=-1)
+        if self._K is None:  # no dynamical matrix (the 'rb' model): straight from the modes
+            return V, torch.where(Winv.isnan(), torch.zeros_like(Winv), Winv), nan
+        # F K^-1 F^H = |F L^-H|^2 with K = L L^H; NaN classes get the identity so the factorisation exists
+        eye = torch.eye(n, dtype=self._K.dtype, device=self.device)
+        K = torch.where(nan[:, None, None], eye, self._K)
+        L = torch.linalg.cholesky(K)
+        B = torch.linalg.solve_triangular(L, eye.expand(K.shape), upper=False).mH
+        return B, None, nan
+
+    def apply_disorder(self, rank=-1, outdir=None, use_data_adp=False):
+        """One-phonon diffuse intensity on the flattened grid (n_points,), real; ``rank >= 0``: one mode only.
+
+        ``use_data_adp``: Debye-Waller factors from the data B-factors (``adp[0] / 8 pi^2``) instead
+        of the GNM's ``ADP``. With ``outdir`` the map is also saved as ``rank_{rank:05}.npy`` there.
+        """
+        n = self.n_dof_per_cell
+        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not -1 <= rank < n:
+            raise ValueError(f"rank must be -1 (all modes) or a mode number in [0, {n}), got {rank!r}")
+        if use_data_adp:
+            U = self.model.adp[0] / (8 * math.pi**2)
+        else:
+            if not hasattr(self, "ADP"):
+                raise ValueError("this model has no ADP (model='rb' computes no covariance): call apply_disorder(use_data_adp=True)")
+            U = self.ADP
+        B, weights, nan_class = self._class_operators(int(rank))
+        sampling = tuple(s[2] for s in self._sampling)
+        nh, nk, nl = self.map_shape
+        axes = tuple(self.hkl_grid.reshape(nh, nk, nl, 3)[idx] for idx in ((slice(None), 0, 0, 0), (0, slice(None), 0, 1), (0, 0, slice(None), 2)))
+        ff = (self.model.ff_a[0], self.model.ff_b[0], self.model.ff_c[0])
+        rows = max(1, _CHUNK_ELEMENTS // max(1, nk * nl * self.n_asu * 4))
+        rows = -(-rows // sampling[0]) * sampling[0]  # chunks start on a multiple of the h oversampling
+        starts = range(0, nh, rows)
+        parts = []
+        for start in tqdm(starts, desc="one-phonon map", disable=not self.progress or len(starts) < 2, leave=False):
+            sl = slice(start, min(start + rows, nh))
+            F = diffuse.rigid_body_structure_factors(
+                (axes[0][sl], axes[1], axes[2]), self.model.A_inv, self.model.xyz, self._arms, ff, U
+            )
+            parts.append(diffuse.class_contract(F.reshape(F.shape[:3] + (n,)), B, sampling, weights))
+        Id = torch.cat(parts, dim=0)
+        nan = nan_class[diffuse.class_index(self.map_shape, sampling, device=self.device)]
+        nan = nan | ~self.res_mask.reshape(self.map_shape)
+        Id = torch.where(nan, torch.full_like(Id, float("nan")), Id).reshape(-1)
+        if outdir is not None:
+            np.save(os.path.join(outdir, f"rank_{rank:05}.npy"), Id.detach().cpu().numpy())
+        return Id
