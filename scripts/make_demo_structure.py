@@ -205,6 +205,15 @@ def search(xyz0: np.ndarray, ops, n_trials: int, seed: int):
     return best[1:]
 
 
+def smtry_safe(cell: np.ndarray, ops) -> np.ndarray:
+    """Cell edges rounded to 0.01 A and nudged so that no SMTRY translation contains "555": eryx reads every
+    REMARK 290 line holding "555" as a symmetry operator (the NNNMMM column), SMTRY lines included."""
+    cell = np.round(cell, 2)
+    while any("555" in f"{tran[row] * cell[row]:15.5f}" for _, tran, _ in ops for row in range(3)):
+        cell = cell + np.array([0.0, 0.01, 0.01])
+    return cell
+
+
 def b_factors(atoms) -> np.ndarray:
     """Plausible isotropic B-factors: about 8 A^2 on the backbone, rising along each side chain."""
     extra = {"N": 0.0, "CA": 0.0, "C": 0.5, "O": 1.5, "OXT": 4.0, "CB": 2.5}
@@ -265,6 +274,9 @@ def main(argv=None) -> int:
     check_chirality(atoms)
     ops = symmetry_ops()
     xyz, cell, closest, n_contacts, n_touched = search(np.array([a[4] for a in atoms]), ops, args.trials, args.seed)
+    cell = smtry_safe(cell, ops)
+    closest, n_contacts, n_touched = score(xyz, cell, ops)
+    assert closest >= MIN_CLASH - 0.05 and connected(xyz, cell, ops)
     text = pdb_text(atoms, xyz, cell, b_factors(atoms), ops)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
