@@ -4,14 +4,16 @@
 for its cases and runs them with :func:`run_parity` / :func:`run_gradcheck`.
 Each case's outcome and largest errors go to ``build/trace-results/<worker>.jsonl``
 (one JSON object per line), which ``trace-tools progress`` reads. Works under
-pytest-xdist: every worker writes its own file, the controller empties the folder
-when the session is configured, before any worker starts.
+pytest-xdist: every worker writes its own file into the run's own folder, and when
+the run ends the controller moves them into place, replacing the previous run's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -159,11 +161,41 @@ def run_gradcheck(request, function: str, name: str, case_id: str) -> None:
 # ---------------------------------------------------------------- results file
 
 
+_SESSION_KEY = "trace_results_session"
+_session_key = pytest.StashKey[str]()
+
+
+def _session_dir(config) -> Path:
+    sid = getattr(config, "workerinput", {}).get(_SESSION_KEY) or config.stash.get(_session_key, None)
+    return RESULTS_DIR / f".session-{sid}"
+
+
 def pytest_configure(config) -> None:
-    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    # Each run writes into its own folder; when it ends, its results (if it ran any
+    # parity or gradcheck case) replace the previous ones in RESULTS_DIR. So runs of
+    # other test files leave the last results alone, and concurrent runs don't mix.
+    if not hasattr(config, "workerinput"):
+        config.stash[_session_key] = f"{os.getpid()}-{time.time_ns()}"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # pytest-xdist: hand the run's folder to each worker
+    node.workerinput[_SESSION_KEY] = node.config.stash[_session_key]
+
+
+def pytest_sessionfinish(session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return
+    folder = _session_dir(config)
+    fresh = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    if fresh:
         for old in RESULTS_DIR.glob("*.jsonl"):
             old.unlink()
+        for path in fresh:
+            path.replace(RESULTS_DIR / path.name)
+    if folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -196,6 +228,7 @@ def pytest_runtest_makereport(item, call):
         "message": message,
     }
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS_DIR / f"{worker}.jsonl", "a", encoding="utf-8") as fh:
+    folder = _session_dir(item.config)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{worker}.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record, sort_keys=True) + "\n")
