@@ -25,9 +25,9 @@ from .tensors import as_real
 
 __all__ = ["compute_form_factors", "structure_factors_batch", "structure_factors"]
 
-# Elements of the (q, atom, gaussian) intermediate per chunk: 2**24 float64 values
-# (128 MiB) keeps a chunk's temporaries to a few hundred MiB whatever the atom count.
-_CHUNK_ELEMENTS = 1 << 24
+# (q, atom) elements per chunk: 2**22 float64 values (32 MiB) per temporary keeps a
+# chunk's working memory near 200 MiB whatever the atom count.
+_CHUNK_ELEMENTS = 1 << 22
 _FOUR_PI_SQ = (4 * math.pi) ** 2
 
 
@@ -60,10 +60,27 @@ def _atoms(q_grid, xyz, ff_a, ff_b, ff_c, U, dtype, device):
     return q, r, a, b, c, u
 
 
+def _gaussian_sum(s2: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    # one gaussian at a time: no (q, atom, gaussian) temporary, and the terms add up in order
+    total = a[:, 0] * torch.exp(-b[:, 0] * s2)
+    for i in range(1, a.shape[1]):
+        total = total + a[:, i] * torch.exp(-b[:, i] * s2)
+    return total + c
+
+
 def _form_factors(q: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     # (|q|/4pi)^2 from q.q: smooth at q = 0, where |q| has no derivative
-    s2 = (q * q).sum(dim=1) / _FOUR_PI_SQ
-    return (a * torch.exp(-b * s2[:, None, None])).sum(dim=-1) + c
+    s2 = (q * q).sum(dim=1, keepdim=True) / _FOUR_PI_SQ
+    if a.shape[1] == 0:
+        return c.expand(q.shape[0], -1)
+    if not (a.requires_grad or b.requires_grad or c.requires_grad) and a.shape[0] > 1:
+        # atoms of one element share coefficients: evaluate each distinct set once, then gather
+        # (same arithmetic per atom, so the same values; skipped when the coefficients need gradients)
+        n = a.shape[1]
+        distinct, inverse = torch.unique(torch.cat([a, b, c[:, None]], dim=1), dim=0, return_inverse=True)
+        if distinct.shape[0] < a.shape[0]:
+            return _gaussian_sum(s2, distinct[:, :n], distinct[:, n : 2 * n], distinct[:, 2 * n])[:, inverse]
+    return _gaussian_sum(s2, a, b, c)
 
 
 def compute_form_factors(q_grid, ff_a, ff_b, ff_c, *, dtype=None, device=None):
@@ -167,7 +184,7 @@ def structure_factors(
     q, r, a, b, c, u = _atoms(q_grid, xyz, ff_a, ff_b, ff_c, U, dtype, device)
     columns = (3 if compute_qF else 1) * r.shape[0]
     proj = _projection(project_on_components, columns, compute_qF, q.dtype, q.device)
-    per_point = max(r.shape[0] * max(a.shape[1], 1), columns, 1)
+    per_point = max(columns, 1)
     chunk = max(1, min(batch_size, _CHUNK_ELEMENTS // per_point))
     n = q.shape[0]
     if n <= chunk:
