@@ -115,17 +115,39 @@ SCENARIOS = {"toy-s1": s1, "toy-s2": s2}
 '''
 
 
-def record_cli(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
-    """Run the recorder in a fresh interpreter: wrapping toypkg must not leak into this test process."""
-    cmd = [
-        sys.executable, "-m", "trace_tools.record",
+def _argv(tmp: Path, *extra: str) -> list[str]:
+    return [
         "--source", str(FIXTURES),
         "--functions", str(tmp / "functions.toml"),
         "--scenarios", str(tmp / "scenarios.py"),
         "--pdb-dir", str(tmp / "pdbs"),
         *extra,
     ]
+
+
+def record_cli(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Run the recorder in a fresh interpreter, as the reference environment does."""
+    cmd = [sys.executable, "-m", "trace_tools.record", *_argv(tmp, *extra)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def record_here(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Run the recorder in this process, then forget the wrapped toy package so nothing leaks."""
+    import contextlib
+    import io
+
+    from trace_tools.record import main as record_main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_path = list(sys.path)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = record_main(_argv(tmp, *extra))
+    finally:
+        sys.path[:] = saved_path
+        for name in [n for n in sys.modules if n == "toypkg" or n.startswith("toypkg.")]:
+            del sys.modules[name]
+    return subprocess.CompletedProcess([], code, out.getvalue(), err.getvalue())
 
 
 def source_hashes() -> dict[str, str]:
@@ -140,7 +162,7 @@ def recorded(tmp_path_factory):
     (tmp / "pdbs").mkdir()
     (tmp / "pdbs" / "toy.pdb").write_text("ATOM 1\nATOM 2\nEND\n")
     before = source_hashes()
-    proc = record_cli(tmp, "--out", str(tmp / "out"), "--max-calls", "3", "--max-array-elements", "50")
+    proc = record_here(tmp, "--out", str(tmp / "out"), "--max-calls", "3", "--max-array-elements", "50")
     return {"tmp": tmp, "out": tmp / "out", "proc": proc, "sources_before": before}
 
 
@@ -175,6 +197,11 @@ def test_one_file_per_called_function(recorded):
 
 def test_source_files_untouched(recorded):
     assert source_hashes() == recorded["sources_before"]
+
+
+def test_wrapped_package_does_not_leak(recorded):
+    assert "toypkg" not in sys.modules
+    assert str(FIXTURES) not in sys.path
 
 
 def test_function_args_defaults_and_max_calls(recorded):
@@ -292,7 +319,7 @@ def test_only_rerecords_some_scenarios_and_keeps_others(recorded, tmp_path):
 
     out = tmp_path / "out"
     shutil.copytree(recorded["out"], out)
-    proc = record_cli(recorded["tmp"], "--out", str(out), "--only", "toy-s2", "--max-array-elements", "50")
+    proc = record_here(recorded["tmp"], "--out", str(out), "--only", "toy-s2", "--max-array-elements", "50")
     assert proc.returncode == 1, proc.stderr  # toy-s2 still fails
     trace = load_function("toypkg.grid.make_grid", out)
     assert [c.case_id for c in trace.calls] == ["toy-s1-call0", "toy-s1-call1", "toy-s1-call2", "toy-s2-call0"]

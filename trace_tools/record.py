@@ -33,6 +33,7 @@ import sys
 import time
 import tomllib
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -56,6 +57,9 @@ class RecordError(Exception):
 
 
 # ---------------------------------------------------------------- fingerprints for change detection
+# code objects: compared by identity, never walked
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)
+
 def _fingerprint(value: Any, seen: set[int] | None = None, depth: int = 0) -> Any:
     """A comparable summary of a value's content: equal before/after a call unless it changed."""
     seen = set() if seen is None else seen
@@ -69,6 +73,8 @@ def _fingerprint(value: Any, seen: set[int] | None = None, depth: int = 0) -> An
         return ("float", repr(value))
     if value is None or isinstance(value, (bool, int, str, bytes, complex, np.generic)):
         return (type(value).__name__, repr(value))
+    if isinstance(value, _OPAQUE):
+        return ("opaque", id(value))
     if isinstance(value, (list, tuple, dict)) or hasattr(value, "__dict__"):
         if id(value) in seen:
             return ("cycle", id(value))
