@@ -1,31 +1,30 @@
 """pytest plugin: line coverage of the port (``eryx_port``) during the ordinary test run.
 
-Enabled unless ``ERYX_PORT_COVERAGE=0``. Every process measures (the controller
-and each pytest-xdist worker) into its own ``build/coverage/.coverage.<suffix>``;
-the controller erases old data before the workers start and combines all parts
-into ``build/coverage/.coverage`` when the session ends, which is what
-``trace-tools progress`` reads. Workers save in ``pytest_sessionfinish``, which
-xdist runs before telling the controller the worker is done, so the controller
-never combines a half-written part.
+Enabled unless ``ERYX_PORT_COVERAGE=0``. Each test run measures into its own
+folder ``build/coverage/.session-<id>/`` (every pytest-xdist worker, or the only
+process, writes a part there). When the run ends, the controller combines the
+parts and, if the run replayed any parity or gradcheck case, moves the result to
+``build/coverage/.coverage``, which ``trace-tools progress`` reads. This follows
+the rule of the results files (trace_tools.pytest_plugin): runs of other test
+files leave the last coverage alone, and concurrent runs in one checkout don't mix.
 
-Modules of ``eryx_port`` imported before this plugin starts (e.g. by a conftest)
-still get their function bodies measured: only import-time lines would be missed,
-and the dashboard counts function bodies only.
+Workers save in ``pytest_sessionfinish``, which xdist runs before telling the
+controller that the worker is done, so the controller never combines a
+half-written part. Only function bodies count on the dashboard, so port modules
+imported before measuring starts lose nothing that matters.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 ENV = "ERYX_PORT_COVERAGE"
-_KEY = "_eryx_port_coverage"
-
-
-def _data_dir(config) -> Path:
-    return Path(config.rootpath) / "build" / "coverage"
+_SESSION = "eryx_port_coverage_session"  # workerinput key: the run's folder name
 
 
 def _enabled() -> bool:
@@ -38,75 +37,83 @@ def _enabled() -> bool:
     return True
 
 
-def _is_worker(config) -> bool:
-    return hasattr(config, "workerinput")
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config) -> None:
     if not _enabled():
         return
-    import coverage
-
-    folder = _data_dir(config)
-    if not _is_worker(config):
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob(".coverage*"):
-            old.unlink(missing_ok=True)
-        setattr(config, _KEY + "_combine", True)
-        if config.getoption("numprocesses", None) not in (None, 0, "0"):
-            return  # the xdist controller runs no tests; its workers measure
-    cov = coverage.Coverage(
-        data_file=str(folder / ".coverage"),
-        data_suffix=True,
-        source=["eryx_port"],
-        config_file=False,
-    )
-    # Processes that import no port code (e.g. a run of trace-tools tests only) are fine.
-    cov.set_option("run:disable_warnings", ["module-not-imported", "no-data-collected"])
-    cov.start()
-    setattr(config, _KEY, cov)
+    worker = hasattr(config, "workerinput")
+    if worker and _SESSION not in config.workerinput:
+        return  # the controller has coverage off
+    sid = config.workerinput[_SESSION] if worker else f"{os.getpid()}-{time.time_ns()}"
+    config.pluginmanager.register(_CoverageRun(config, sid, worker), "eryx-port-coverage-run")
 
 
-def _stop(config):
-    cov = getattr(config, _KEY, None)
-    if cov is None:
-        return None
-    setattr(config, _KEY, None)
-    cov.stop()
-    try:
-        cov.save()
-    except Exception as exc:  # e.g. another session emptied the folder: coverage is lost, tests are not
-        _warn(config, f"could not save coverage data: {exc}")
-    return cov
+class _CoverageRun:
+    """One process's part of a run's measurement; the controller's instance also combines."""
 
+    def __init__(self, config, sid: str, worker: bool):
+        self.config = config
+        self.sid = sid
+        self.worker = worker
+        self.folder = Path(config.rootpath) / "build" / "coverage"
+        self.session_dir = self.folder / f".session-{sid}"
+        self.ran_cases = False
+        self.cov = None
+        if not worker and config.getoption("numprocesses", None) not in (None, 0, "0"):
+            return  # an xdist controller runs no tests; its workers measure
+        import coverage
 
-def _warn(config, message: str) -> None:
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"eryx-port coverage: {message}")
+        self.session_dir.mkdir(parents=True, exist_ok=True)
+        self.cov = coverage.Coverage(
+            data_file=str(self.session_dir / ".coverage"), data_suffix=True, source=["eryx_port"], config_file=False
+        )
+        # A run that imports no port code (e.g. only trace-tools tests) is fine.
+        self.cov.set_option("run:disable_warnings", ["module-not-imported", "no-data-collected"])
+        self.cov.start()
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:  # pytest-xdist: hand the run's folder to each worker
+        node.workerinput[_SESSION] = self.sid
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session) -> None:
-    config = session.config
-    _stop(config)
-    if not getattr(config, _KEY + "_combine", False):
-        return  # a worker, or coverage disabled
-    import coverage
+    def pytest_runtest_logreport(self, report) -> None:
+        # In the xdist controller this sees every worker's reports too.
+        if report.when == "call" and ("parity" in report.keywords or "gradcheck" in report.keywords):
+            self.ran_cases = True
 
-    folder = _data_dir(config)
-    combined = coverage.Coverage(data_file=str(folder / ".coverage"), config_file=False)
-    parts = sorted(str(p) for p in folder.glob(".coverage.*"))
-    if not parts:
-        return
-    try:
-        combined.combine(parts, keep=False)
-        combined.save()
-    except Exception as exc:  # a concurrent session in the same checkout; never fail the run for it
-        _warn(config, f"could not combine coverage data: {exc}")
+    def _stop(self) -> None:
+        if self.cov is None:
+            return
+        cov, self.cov = self.cov, None
+        cov.stop()
+        try:
+            cov.save()
+        except Exception as exc:  # coverage is lost, the tests are not
+            self._warn(f"could not save coverage data: {exc}")
 
+    def _warn(self, message: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"eryx-port coverage: {message}")
 
-def pytest_unconfigure(config) -> None:
-    # A session that ended before sessionfinish (e.g. a usage error) still stops tracing.
-    _stop(config)
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session) -> None:
+        self._stop()
+        if self.worker:
+            return
+        try:
+            parts = sorted(str(p) for p in self.session_dir.glob(".coverage.*"))
+            if parts and self.ran_cases:
+                import coverage
+
+                combined = coverage.Coverage(data_file=str(self.session_dir / ".coverage"), config_file=False)
+                combined.combine(parts, keep=False)
+                combined.save()
+                (self.session_dir / ".coverage").replace(self.folder / ".coverage")
+        except Exception as exc:  # never fail a test run over coverage data
+            self._warn(f"could not combine coverage data: {exc}")
+        finally:
+            shutil.rmtree(self.session_dir, ignore_errors=True)
+
+    def pytest_unconfigure(self, config) -> None:
+        # A session that ended before sessionfinish (e.g. a usage error) still stops measuring.
+        self._stop()
