@@ -144,13 +144,14 @@ class GaussianNetworkModel:
             raise ValueError(f"enm_cutoff must be a positive finite distance in Angstrom, got {enm_cutoff}")
         self.dtype = model.xyz.dtype
         self.device = model.xyz.device
-        self.crystal = Crystal(model)
-        self.crystal.supercell_extent(nx=1, ny=1, nz=1)
-        self.id_cell_ref = self.crystal.hkl_to_id([0, 0, 0])
-        self.n_cell = self.crystal.n_cell
-        self.n_asu = self.crystal.model.n_asu
+        crystal = Crystal(model)
+        crystal.supercell_extent(1, 1, 1)  # the reference cell and its 26 neighbours
+        self.crystal = crystal
+        self.id_cell_ref = crystal.hkl_to_id((0, 0, 0))
+        self.n_cell = crystal.n_cell
+        self.n_asu = model.n_asu
         self.n_atoms_per_asu = int(model.xyz.shape[-2])
-        self.n_dof_per_asu_actual = self.n_atoms_per_asu * 3
+        self.n_dof_per_asu_actual = 3 * self.n_atoms_per_asu
         self.enm_cutoff = enm_cutoff
         self.gamma_inter = gamma_inter
         self.gamma_intra = gamma_intra

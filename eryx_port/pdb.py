@@ -233,11 +233,12 @@ class AtomicModel:
         self.pdb_file = str(path)
 
     def _extract_cell(self) -> None:
-        cell = self.structure.cell
-        self.cell = self._tensor(cell.parameters)
-        self.A_inv = self._tensor(cell.frac.mat.tolist())
-        self.space_group = self.structure.spacegroup_hm
-        self.unit_cell_axes = get_unit_cell_axes(self.cell)
+        st = self.structure
+        params = self._tensor(st.cell.parameters)
+        self.cell = params
+        self.A_inv = self._tensor(st.cell.frac.mat.tolist())  # gemmi >= 0.7 spelling
+        self.space_group = st.spacegroup_hm
+        self.unit_cell_axes = get_unit_cell_axes(params)
 
     def _get_sym_ops(self, lines):
         """Operators from the REMARK 290 header, else from gemmi's space-group table.
@@ -259,7 +260,7 @@ class AtomicModel:
             }
         if not transformations:
             transformations = sym_ops
-        self.n_asu = len(transformations)
+        self.n_asu = len(transformations.keys())
         return sym_ops, transformations
 
     def extract_frame(self, expand_p1=False, frame=0) -> None:
@@ -324,9 +325,9 @@ class AtomicModel:
 
     def flatten_model(self) -> None:
         """Merge the leading (frame / ASU) axis into the atom axis, as eryx does (adp is left alone)."""
-        self.xyz = self.xyz.reshape(-1, self.xyz.shape[-1])
-        self.ff_a = self.ff_a.reshape(-1, self.ff_a.shape[-1])
-        self.ff_b = self.ff_b.reshape(-1, self.ff_b.shape[-1])
+        self.xyz = self.xyz.flatten(0, -2)
+        self.ff_a = self.ff_a.flatten(0, -2)
+        self.ff_b = self.ff_b.flatten(0, -2)
         self.ff_c = self.ff_c.reshape(-1)
         self.elements = [el for group in self.elements for el in group]
 
@@ -382,7 +383,7 @@ class Crystal:
     the order of eryx's nested loops (h slowest).
     """
 
-    def __init__(self, atomic_model):
+    def __init__(self, atomic_model: AtomicModel):
         self.model = atomic_model
         self.supercell_extent()
 

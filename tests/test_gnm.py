@@ -225,3 +225,22 @@ def test_bad_input():
         g.compute_K(torch.zeros(4, 28, 26, 4, 28, dtype=torch.complex128))
     with pytest.raises(FileNotFoundError):
         GaussianNetworkModel("/nonexistent.pdb", 4.0, 1.0, 1.0)
+
+
+def test_parity_adapter_detects_a_wrong_value():
+    """The build_gamma replay compares the rebuilt gamma with the recorded one: a wrong record must fail."""
+    from trace_tools.compare import compare
+    from trace_tools.registry import load_registry
+    from trace_tools.values import Call
+
+    entry = load_registry()["eryx.pdb.GaussianNetworkModel.build_gamma"]
+    read = {"n_cell": 27, "n_asu": 2, "id_cell_ref": 13, "gamma_intra": 2.0, "gamma_inter": 0.5}
+    gamma = np.full((27, 2, 2), 0.5)
+    gamma[13] = np.diag([2.0, 2.0]) + 0.5 * (1 - np.eye(2))
+    right = Call("eryx.pdb.GaussianNetworkModel.build_gamma", "x-s1", 0, {}, (), attrs_read=read,
+                 attrs_written={"gamma": gamma})
+    assert compare(*entry.replay(right)).ok
+    wrong = gamma.copy()
+    wrong[0, 1, 0] = 0.6
+    right.attrs_written = {"gamma": wrong}
+    assert not compare(*entry.replay(right)).ok

@@ -158,7 +158,7 @@ def _(call, name):
 
 # ---------------------------------------------------------------- AtomicModel
 
-@parity("eryx.pdb.AtomicModel.__init__", port="eryx_port.pdb.AtomicModel")
+@parity("eryx.pdb.AtomicModel.__init__", port="eryx_port.pdb.AtomicModel.__init__")
 def _(call):
     a = call.args
 
@@ -236,7 +236,7 @@ def _(call):
 
 # ---------------------------------------------------------------- GaussianNetworkModel
 
-@parity("eryx.pdb.GaussianNetworkModel.__init__", port="eryx_port.pdb.GaussianNetworkModel")
+@parity("eryx.pdb.GaussianNetworkModel.__init__", port="eryx_port.gnm.GaussianNetworkModel.__init__")
 def _(call):
     a = call.args
 
@@ -249,7 +249,7 @@ def _(call):
     return recorded_outcome(call, run)
 
 
-@parity("eryx.pdb.GaussianNetworkModel.build_gamma", port="eryx_port.pdb.GaussianNetworkModel.build_gamma")
+@parity("eryx.pdb.GaussianNetworkModel.build_gamma", port="eryx_port.gnm.GaussianNetworkModel.build_gamma")
 def _(call):
     g = _bare_gnm(call.attrs_read)
     g.build_gamma()
@@ -270,7 +270,7 @@ def _(call, name):
 
 @parity(
     "eryx.pdb.GaussianNetworkModel.build_neighbor_list",
-    port="eryx_port.pdb.GaussianNetworkModel.build_neighbor_list",
+    port="eryx_port.gnm.GaussianNetworkModel.build_neighbor_list",
     notes="The port finds contacts with one k-d tree over the 27-cell supercell; nested lists are derived from them.",
 )
 def _(call):
@@ -279,20 +279,20 @@ def _(call):
     return _written(g, call)
 
 
-@parity("eryx.pdb.GaussianNetworkModel.compute_hessian", port="eryx_port.pdb.GaussianNetworkModel.compute_hessian")
+@parity("eryx.pdb.GaussianNetworkModel.compute_hessian", port="eryx_port.gnm.GaussianNetworkModel.compute_hessian")
 def _(call):
     g = _bare_gnm(call.attrs_read)
     return recorded_outcome(call, g.compute_hessian)
 
 
-@parity("eryx.pdb.GaussianNetworkModel.compute_K", port="eryx_port.pdb.GaussianNetworkModel.compute_K")
+@parity("eryx.pdb.GaussianNetworkModel.compute_K", port="eryx_port.gnm.GaussianNetworkModel.compute_K")
 def _(call):
     g = _bare_gnm(call.attrs_read)
     a = call.args
     return recorded_outcome(call, lambda: g.compute_K(a["hessian"], kvec=a.get("kvec")))
 
 
-@parity("eryx.pdb.GaussianNetworkModel.compute_Kinv", port="eryx_port.pdb.GaussianNetworkModel.compute_Kinv")
+@parity("eryx.pdb.GaussianNetworkModel.compute_Kinv", port="eryx_port.gnm.GaussianNetworkModel.compute_Kinv")
 def _(call):
     g = _bare_gnm(call.attrs_read)
     a = call.args
