@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
+from functools import lru_cache, reduce
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -36,6 +36,7 @@ __all__ = [
     "expand_sym_ops",
     "compute_multiplicity",
     "get_asu_mask",
+    "asu_condition",
     "get_resolution_mask",
     "get_dq_map",
     "get_centered_sampling",
@@ -60,7 +61,6 @@ def float_context(dtype: Any, device: Any, *values: Any) -> tuple[torch.dtype, t
     if device is None:
         device = next((t.device for t in tensors), None)
     return resolve_dtype(dtype), resolve_device(device)
-
 
 
 def _matrix3(x: Any, name: str, dtype=None, device=None) -> torch.Tensor:
@@ -132,12 +132,12 @@ def get_symmetry_equivalents(hkl_grid, sym_ops, *, dtype=None, device=None):
 
 def _stack_ops(sym_ops: Any, dtype, device) -> torch.Tensor:
     values = list(sym_ops.values()) if isinstance(sym_ops, Mapping) else sym_ops
-    if isinstance(values, torch.Tensor) or (hasattr(values, "ndim") and getattr(values, "ndim") == 3):
-        rots = as_real(values, dtype, device)
-    else:
-        if len(values) == 0:
+    if isinstance(values, (list, tuple)):
+        if not values:
             raise ValueError("sym_ops is empty: at least the identity operation is needed")
         rots = torch.stack([as_real(r, dtype, device) for r in values])
+    else:  # one (n_ops, 3, 3) array or tensor
+        rots = as_real(values, dtype, device)
     if rots.ndim != 3 or rots.shape[1:] != (3, 3):
         raise ValueError(f"sym_ops must hold 3x3 rotation matrices, got shape {tuple(rots.shape)}")
     return rots
@@ -166,17 +166,17 @@ def get_ravel_indices(hkl_grid_sym, sampling, *, device=None):
     return ravel, tuple(int(s) for s in shape)
 
 
-def get_centered_sampling(map_shape, sampling):
+def get_centered_sampling(map_shape: Sequence[int], sampling: Sequence[float]) -> list[tuple]:
     """``[hsampling, ksampling, lsampling]`` of a map of ``map_shape`` centred on hkl = 0."""
     half = [(int(map_shape[i]) - 1) / sampling[i] / 2.0 for i in range(3)]
     return [(-half[i], half[i], sampling[i]) for i in range(3)]
 
 
-def resize_map(new_map, old_sampling, new_sampling):
+def resize_map(new_map, old_sampling: Sequence[tuple], new_sampling: Sequence[tuple]) -> torch.Tensor:
     """Trim a symmetrised map back to the extent of ``old_sampling`` along each axis that grew.
 
-    An axis whose maximum grew by ``d`` loses ``round(2 d)`` planes at each end
-    (eryx's rule; the oversampling is taken as given by that rule).
+    An axis whose maximum grew by ``d`` loses ``round(2 d)`` planes at each end:
+    eryx's rule, which counts two planes per Miller unit whatever the sampling.
     """
     out = new_map if isinstance(new_map, torch.Tensor) else as_real(new_map)
     if out.ndim != 3:
@@ -185,8 +185,7 @@ def resize_map(new_map, old_sampling, new_sampling):
         grown = new_sampling[axis][1] - old_sampling[axis][1]
         if abs(grown) > 1e-6:
             cut = int(round(2 * grown))
-            # a cut of 0 empties the axis, as a [0:-0] slice does in eryx
-            out = out.narrow(axis, cut, max(out.shape[axis] - 2 * cut, 0)) if cut != 0 else out.narrow(axis, 0, 0)
+            out = out[(slice(None),) * axis + (slice(cut, -cut),)]
     return out
 
 
@@ -239,7 +238,7 @@ def get_resolution_mask(cell, hkl_grid, res_limit, *, dtype=None, device=None):
     return res_map > res_limit, res_map
 
 
-def get_hkl_extents(cell, resolution, oversampling=1):
+def get_hkl_extents(cell, resolution: float, oversampling: int | Sequence[int] = 1) -> tuple[tuple, tuple, tuple]:
     """``(hsampling, ksampling, lsampling)`` covering every reflection up to ``resolution``.
 
     The limits are gemmi's ``UnitCell.get_hkl_limits`` (``int(edge / d_min)``),
@@ -253,11 +252,11 @@ def get_hkl_extents(cell, resolution, oversampling=1):
     if not float(resolution) > 0:
         raise ValueError(f"resolution must be a positive number of Angstrom, got {resolution!r}")
     if isinstance(oversampling, int):
-        oversampling = 3 * [oversampling]
+        oversampling = (oversampling,) * 3
     elif len(oversampling) != 3:
         raise ValueError(f"oversampling must be an int or 3 rates, got {oversampling!r}")
     h, k, l = gemmi.UnitCell(*params).get_hkl_limits(float(resolution))
-    return (-h, h, oversampling[0]), (-k, k, oversampling[1]), (-l, l, oversampling[2])
+    return tuple((-limit, limit, rate) for limit, rate in zip((h, k, l), oversampling))
 
 
 def get_dq_map(A_inv, hkl_grid, *, dtype=None, device=None):
@@ -302,7 +301,7 @@ def compute_multiplicity(model, hsampling, ksampling, lsampling, *, device=None)
 
 # gemmi's ASU conditions are comparisons of h, k, l with each other or with integers,
 # combined with "and"/"or" and parentheses; they are parsed into closures, never eval'd.
-_TOKEN = re.compile(r"\s*(>=|<=|>|<|=|\(|\)|and\b|or\b|[hkl]\b|-?\d+)")
+_TOKEN = re.compile(r"\s*(>=|<=|>|<|=|\(|\)|and\b|or\b|[hkl]\b|-?\d+)\s*")
 _COMPARE = {
     ">=": torch.ge,
     "<=": torch.le,
@@ -323,8 +322,6 @@ def _tokenize(text: str) -> list[str]:
             raise ValueError(f"unexpected text in ASU condition {text!r} at position {pos}")
         tokens.append(match.group(1))
         pos = match.end()
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
     return tokens
 
 
@@ -384,7 +381,7 @@ def _parse_condition(text: str) -> _Cond:
                 items.append(part())
             if len(items) == 1:
                 return items[0]
-            return lambda v: _reduce(combine, [item(v) for item in items])
+            return lambda v: reduce(combine, [item(v) for item in items])
 
         return parse
 
@@ -394,13 +391,6 @@ def _parse_condition(text: str) -> _Cond:
     if pos != len(tokens):
         raise ValueError(f"malformed ASU condition {text!r}: trailing {tokens[pos:]!r}")
     return tree
-
-
-def _reduce(fn, items):
-    out = items[0]
-    for item in items[1:]:
-        out = fn(out, item)
-    return out
 
 
 def _space_group(space_group: Any):

@@ -92,10 +92,11 @@ def compute_form_factors(q_grid, ff_a, ff_b, ff_c, *, dtype=None, device=None):
     return _form_factors(q, a, b, c)
 
 
-def _projection(project_on_components, n_rows: int, compute_qF: bool, dtype, device):
-    if project_on_components is None:
+def _projection(matrix, n_rows: int, compute_qF: bool, dtype, device):
+    """``project_on_components`` as a tensor (None stays None), its rows checked."""
+    if matrix is None:
         return None
-    p = as_real(project_on_components, dtype, device)
+    p = as_real(matrix, dtype, device)
     # a 1d vector projects onto a single component and yields one value per q-point
     if p.ndim not in (1, 2) or p.shape[0] != n_rows:
         what = "3 * n_atoms" if compute_qF else "n_atoms"
