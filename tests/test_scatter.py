@@ -241,3 +241,14 @@ def test_form_factor_gradient_is_finite_at_q_zero():
     _, _, ff_a, ff_b, ff_c, _ = _random_model(n_atoms=3)
     q = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: compute_form_factors(t, ff_a, ff_b, ff_c), (q,))
+
+
+def test_shared_coefficients_evaluated_once_give_the_same_values():
+    # atoms of one element share form-factor coefficients; the port evaluates each set once
+    # unless the coefficients need gradients: both ways must agree exactly
+    q, xyz, ff_a, ff_b, ff_c, U = _random_model(n_q=30, n_atoms=12)
+    element = torch.tensor([0, 1, 2, 0, 1, 2, 0, 0, 1, 2, 2, 0])
+    ff_a, ff_b, ff_c = ff_a[element], ff_b[element], ff_c[element]
+    shared = structure_factors(q, xyz, ff_a, ff_b, ff_c, U, sum_over_atoms=False)
+    per_atom = structure_factors(q, xyz, ff_a.clone().requires_grad_(True), ff_b, ff_c, U, sum_over_atoms=False)
+    assert torch.equal(shared, per_atom.detach())
