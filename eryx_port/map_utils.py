@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .tensors import as_real, resolve_device, resolve_dtype
+from .tensors import as_real, float_context, resolve_device
 
 __all__ = [
     "generate_grid",
@@ -45,22 +45,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- input checks
-
-
-def float_context(dtype: Any, device: Any, *values: Any) -> tuple[torch.dtype, torch.device]:
-    """dtype and device to compute in: the explicit ones, else those the tensors among ``values`` imply.
-
-    Without ``dtype=``, float32 is used only when every floating tensor given is
-    float32 (so a float64 parameter is never rounded to float32); float64 otherwise.
-    Without ``device=``, the first tensor's device, else the CPU.
-    """
-    tensors = [v for v in values if isinstance(v, torch.Tensor)]
-    if dtype is None:
-        floats = {t.dtype for t in tensors if t.is_floating_point()}
-        dtype = torch.float32 if floats == {torch.float32} else torch.float64
-    if device is None:
-        device = next((t.device for t in tensors), None)
-    return resolve_dtype(dtype), resolve_device(device)
 
 
 def _matrix3(x: Any, name: str, dtype=None, device=None) -> torch.Tensor:

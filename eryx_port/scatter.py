@@ -20,8 +20,7 @@ from typing import Any
 
 import torch
 
-from .map_utils import float_context
-from .tensors import as_real
+from .tensors import as_real, float_context
 
 __all__ = ["compute_form_factors", "structure_factors_batch", "structure_factors"]
 

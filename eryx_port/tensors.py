@@ -36,6 +36,22 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     return dev
 
 
+def float_context(dtype: Any, device: Any, *values: Any) -> tuple[torch.dtype, torch.device]:
+    """dtype and device to compute in: the explicit ones, else those the tensors among ``values`` imply.
+
+    Without ``dtype=``, float32 is used only when every floating tensor given is
+    float32 (so a float64 parameter is never rounded to float32); float64 otherwise.
+    Without ``device=``, the first tensor's device, else the CPU.
+    """
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    if dtype is None:
+        floats = {t.dtype for t in tensors if t.is_floating_point()}
+        dtype = torch.float32 if floats == {torch.float32} else torch.float64
+    if device is None:
+        device = next((t.device for t in tensors), None)
+    return resolve_dtype(dtype), resolve_device(device)
+
+
 def complex_dtype(dtype: torch.dtype) -> torch.dtype:
     return _COMPLEX_OF[dtype]
 
@@ -47,6 +63,8 @@ def as_real(x: Any, dtype: torch.dtype | None = None, device: torch.device | str
         target = dtype or (x.dtype if x.dtype in _COMPLEX_OF else DEFAULT_DTYPE)
         return x.to(device=device if device is not None else x.device, dtype=target)
     arr = np.asarray(x)
+    if not arr.flags.writeable:  # e.g. arrays decoded from a trace; torch warns on read-only buffers
+        arr = arr.copy()
     return torch.as_tensor(arr, dtype=dtype or DEFAULT_DTYPE, device=resolve_device(device))
 
 
