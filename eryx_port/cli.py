@@ -1,0 +1,670 @@
+"""The eryx-port command: one-phonon diffuse scattering maps from the command line.
+
+  eryx-port simulate [PDB] [options]     a map for one structure (default: a bundled demo peptide),
+                                         written as .npy, .npz, CCP4 and PNG sections
+  eryx-port run -c CONFIG -t OnePhonon   eryx's own run configuration (YAML), writing what eryx's
+                                         task writes: ROOT_DIR/models/onephonon.npy
+
+Bad input gets one line on stderr and exit status 2; nothing is left half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import os
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import textwrap
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from . import __version__
+from .config import (
+    PORTED_TASKS,
+    ROOT_SUBDIRS,
+    ConfigError,
+    check_positive,
+    check_sampling,
+    check_task,
+    load_config,
+    onephonon_job,
+)
+
+PROG = "eryx-port"
+DEMO_NAME = "demo_peptide.pdb"
+DEFAULT_SAMPLING = (-4, 4, 3)
+DEFAULT_OUT = "eryx-port-out"
+STEM = "onephonon"
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+
+
+class UsageError(ValueError):
+    """Bad input: reported as one line on stderr with exit status 2."""
+
+
+# --------------------------------------------------------------------------- argument parsing
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a parse error is raised (and reported as one line) instead of printing the usage."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        raise _ArgumentError(f"{message} (see '{self.prog} --help')")
+
+
+def _number(text: str) -> float | int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    return int(value) if value.is_integer() and re.fullmatch(r"[+-]?\d+", text.strip()) else value
+
+
+def _sampling_option(parser: argparse.ArgumentParser, axis: str) -> None:
+    parser.add_argument(
+        f"--{axis}sampling",
+        nargs=3,
+        type=_number,
+        metavar=("MIN", "MAX", "N"),
+        default=None,
+        help=f"{axis} range in Miller indices (whole numbers) and oversampling N (points per unit of {axis}, "
+        f"a positive integer); default {' '.join(map(str, DEFAULT_SAMPLING))}",
+    )
+
+
+def _compute_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", metavar="DEVICE", help="torch device: cpu (default), cuda or cuda:N")
+    parser.add_argument(
+        "--dtype", default="float64", choices=("float64", "float32"), help="floating precision (default float64)"
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars and no summary")
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=min(100, shutil.get_terminal_size((80, 20)).columns - 2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Diffuse X-ray scattering from protein crystals in the one-phonon approximation "
+        "(Gaussian network model of the crystal), with a PyTorch port of eryx.",
+        epilog="Examples:\n"
+        f"  {PROG} simulate --out {DEFAULT_OUT}\n"
+        f"  {PROG} simulate my.pdb --hsampling -6 6 2 --gamma-inter 0.5 --out my-map\n"
+        f"  {PROG} run -c config.yaml -t OnePhonon\n"
+        f"Run '{PROG} COMMAND --help' for each command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the Python traceback of an unexpected error (for bug reports)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="compute the one-phonon diffuse map of a structure (default: a bundled demo peptide)",
+        description=_wrap("Compute the one-phonon diffuse intensity of a crystal structure on a grid of Miller indices "
+        "and write it to --out as NAME.npy (the map, shape map_shape = points along h, k, l), NAME.npz "
+        "(hkl grid, map shape, parameters, versions), NAME.ccp4 (the map on the reciprocal lattice, "
+        "1/Angstrom, NaN written as 0) and PNG images of the central h, k and l sections. "
+        "NaN in the map marks the Bragg peaks (whole Miller indices, where the intensity diverges) and "
+        "points beyond --res-limit."),
+        epilog="Example:\n"
+        f"  {PROG} simulate --out {DEFAULT_OUT}\n"
+        f"  {PROG} simulate 5zck.pdb --hsampling -2 2 3 --ksampling -6 6 3 --lsampling -10 10 3 "
+        "--gamma-intra 2 --use-data-adp --out 5zck-map",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sim.add_argument(
+        "pdb",
+        nargs="?",
+        metavar="PDB",
+        help="coordinates of the asymmetric unit (PDB or mmCIF) with a unit cell (CRYST1) and, for PDB files, "
+        "the REMARK 290 symmetry operators; default: the bundled demo peptide (42 atoms, P 21 21 21)",
+    )
+    for axis in "hkl":
+        _sampling_option(sim, axis)
+    sim.add_argument("--gamma-intra", type=_number, default=1.0, metavar="G", help="spring constant within a molecule (default 1)")
+    sim.add_argument(
+        "--gamma-inter", type=_number, default=1.0, metavar="G", help="spring constant between molecules (default 1)"
+    )
+    sim.add_argument("--cutoff", type=_number, default=4.0, metavar="C", help="GNM contact distance cutoff in Angstrom (default 4)")
+    sim.add_argument(
+        "--res-limit", type=_number, default=0.0, metavar="R", help="high-resolution limit in Angstrom; 0 keeps every point (default)"
+    )
+    sim.add_argument(
+        "--use-data-adp",
+        action="store_true",
+        help="use the B-factors of the file for the Debye-Waller factor (default: the GNM's own, scaled to them)",
+    )
+    sim.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder, created if needed (default ./{DEFAULT_OUT})")
+    _compute_options(sim)
+    sim.set_defaults(_run=run_simulate)
+
+    run = sub.add_parser(
+        "run",
+        help="run a task of an eryx YAML configuration (as eryx's scripts/main.py -c CONFIG -t TASK)",
+        description=_wrap("Run a task from an eryx configuration file, in eryx's format unchanged (a 'setup' section: "
+        "pdb_path, hsampling, ksampling, lsampling, batch_size, n_processes, root_dir, ...; one section per "
+        "model). For OnePhonon, as eryx's task does: each sampling range is made symmetric about 0 and "
+        "its bounds rounded to whole numbers, gnm_cutoff, gamma_intra, gamma_inter and expand_p1 come from "
+        "the OnePhonon section, the B-factors of the file set the Debye-Waller factor (use_data_adp), "
+        "setup.res_limit is not used, and the map (shape map_shape) is written to ROOT_DIR/models/"
+        "onephonon.npy; ROOT_DIR/{models,base,figs} are created. Relative paths are taken from the current "
+        f"directory. Tasks available: {', '.join(PORTED_TASKS)}."),
+        epilog=f"Example:\n  {PROG} run -c config.yaml -t OnePhonon",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("-c", "--config", required=True, metavar="CONFIG", help="path to the YAML configuration file")
+    run.add_argument("-t", "--task", required=True, metavar="TASK", help=f"disorder model to run ({', '.join(PORTED_TASKS)})")
+    _compute_options(run)
+    run.set_defaults(_run=run_task)
+    return parser
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        _fail(str(exc))
+        return 2
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    try:
+        return int(args._run(args) or 0)
+    except (UsageError, ConfigError) as exc:
+        _fail(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    except Exception as exc:  # an unexpected failure: one line, unless asked for the traceback
+        if args.traceback:
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with '{PROG} --traceback ...' for details)")
+        return 1
+
+
+def _fail(message: str) -> None:
+    print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(exc: BaseException | str) -> str:
+    return " ".join(str(exc).split())
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+@dataclass
+class Structure:
+    """What the command needs to know about a structure before building the model."""
+
+    path: Path
+    n_asu: int
+    n_atoms: int  # per asymmetric unit
+    cell: tuple[float, ...]
+    reciprocal_cell: tuple[float, ...]
+    space_group: str
+
+
+def check_structure(path: Path, *, expand_p1: bool = True) -> Structure:
+    """Read the structure the way the model will, turning every problem with the file into a UsageError."""
+    from .pdb import AtomicModel
+
+    if not path.exists():
+        raise UsageError(f"structure file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise UsageError(f"structure file {str(path)!r} is not a regular file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"structure file {str(path)!r} cannot be read (permission denied)")
+    try:
+        model = AtomicModel(str(path), expand_p1=expand_p1)
+    except (ValueError, OSError, RuntimeError, TypeError, KeyError, IndexError) as exc:
+        raise UsageError(_one_line(exc)) from exc
+    cell = model.structure.cell
+    if not cell.is_crystal():
+        raise UsageError(f"{path}: no unit cell (CRYST1) found")
+    return Structure(
+        path=path,
+        n_asu=int(model.n_asu),
+        n_atoms=int(model.xyz.shape[-2]),
+        cell=tuple(cell.parameters),
+        reciprocal_cell=tuple(cell.reciprocal().parameters),
+        space_group=str(model.space_group),
+    )
+
+
+def check_device(name: str):
+    import torch
+
+    from .tensors import resolve_device
+
+    if not _DEVICE_RE.match(name):
+        raise UsageError(f"unknown device {name!r}: use cpu, cuda or cuda:N")
+    try:
+        device = resolve_device(name)
+    except RuntimeError as exc:
+        raise UsageError(_one_line(exc)) from exc
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise UsageError(f"device {name!r} was asked for, but MPS is not available on this machine")
+    return device
+
+
+def map_shape_of(samplings: Sequence[Sequence[float]]) -> tuple[int, int, int]:
+    """Points along h, k, l, as eryx's generate_grid counts them."""
+    return tuple(int(n * (hi - lo) + 1) for lo, hi, n in samplings)  # type: ignore[return-value]
+
+
+def estimate_memory(samplings, structure: Structure, *, itemsize: int) -> int:
+    """Rough peak bytes of one OnePhonon map beyond the interpreter's own: per q-point grids, masks and
+    structure-factor work, per-atom phase tables over the largest plane of the grid, and per k-vector
+    phonon matrices.  Calibrated on the port's peak RSS (demo 81^3 grid, 193l 37^3) with some margin."""
+    nh, nk, nl = map_shape_of(samplings)
+    n_q = nh * nk * nl
+    n_k = math.prod(int(s[2]) for s in samplings)
+    n_dof = 6 * structure.n_asu
+    complex_size = 2 * itemsize
+    per_q = 40 * itemsize + 2 * n_dof * complex_size
+    tables = 2 * structure.n_asu * structure.n_atoms * max(nh * nk, nk * nl, nh * nl) * complex_size
+    per_k = 8 * n_dof * n_dof * complex_size
+    return int(n_q * per_q + tables + n_k * per_k)
+
+
+def available_memory() -> int | None:
+    """Bytes the machine can still give (MemAvailable), or None where that is unknown."""
+    try:
+        import psutil  # type: ignore[import-not-found]
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(samplings, structure: Structure, *, itemsize: int, device, lower: str) -> int:
+    from .outputs import human_size
+
+    need = estimate_memory(samplings, structure, itemsize=itemsize)
+    if device.type == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        have, where = int(free), f"free on {device}"
+    else:
+        have, where = available_memory(), "available"
+    if have is not None and need > have:
+        shape = " x ".join(map(str, map_shape_of(samplings)))
+        raise UsageError(
+            f"the {shape} grid needs about {human_size(need)} but only {human_size(have)} is {where}; "
+            f"lower {lower}"
+        )
+    return need
+
+
+# --------------------------------------------------------------------------- progress and timing
+
+
+@dataclass
+class Stages:
+    """Times each stage and shows a progress bar over the stages on stderr."""
+
+    names: list[str]
+    quiet: bool
+    times: dict[str, float] = field(default_factory=dict)
+    _bar: Any = None
+
+    def __post_init__(self):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(
+            total=len(self.names),
+            file=sys.stderr,
+            disable=self.quiet,
+            unit="stage",
+            bar_format="{desc:<28}{bar:20} {n_fmt}/{total_fmt} stages [{elapsed}]",
+            leave=False,
+        )
+        self._bar.set_description_str(self.names[0])
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self._bar.set_description_str(name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = time.perf_counter() - start
+        self._bar.update(1)
+
+    def close(self):
+        self._bar.close()
+
+
+def _accepts(func: Callable, name: str) -> bool:
+    try:
+        return name in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _progress_kwargs(func: Callable, show: bool) -> dict[str, Any]:
+    """The model's own progress switch, whatever it is called, when it has one."""
+    for name in ("progress", "show_progress", "verbose"):
+        if _accepts(func, name):
+            return {name: show}
+    return {}
+
+
+def compute_map(model_kwargs: dict[str, Any], *, use_data_adp: bool, device, dtype, stages: Stages):
+    """Build OnePhonon and compute its map; returns (model, map reshaped to map_shape as NumPy)."""
+    from . import models
+
+    cls = models.OnePhonon
+    kwargs = dict(model_kwargs, device=device, dtype=dtype)
+    show = not stages.quiet
+    with stages.stage("phonons (model setup)"):
+        model = cls(**kwargs, **_progress_kwargs(cls, show))
+    with stages.stage("diffuse intensity"):
+        flat = model.apply_disorder(use_data_adp=use_data_adp, **_progress_kwargs(model.apply_disorder, show))
+        intensity = _to_numpy(flat).reshape(tuple(int(n) for n in model.map_shape))
+    return model, intensity
+
+
+def _to_numpy(x):
+    import numpy as np
+
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+# --------------------------------------------------------------------------- output folders
+
+
+@contextmanager
+def staged_folder(destination: Path) -> Iterator[Path]:
+    """A temporary folder beside ``destination`` to write into; on success its files move into
+    ``destination``, on any failure it disappears (and so do parent folders this made)."""
+    from .outputs import replace_into
+
+    if destination.exists() and not destination.is_dir():
+        raise UsageError(f"output {str(destination)!r} exists and is not a folder")
+    parent = destination.parent
+    created = []
+    for folder in reversed([parent, *parent.parents]):
+        if not folder.exists():
+            try:
+                folder.mkdir()
+            except OSError as exc:
+                _remove_created(created)
+                raise UsageError(f"cannot create output folder {str(folder)!r}: {exc.strerror or exc}") from exc
+            created.append(folder)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".partial", dir=parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp's private 0700 would carry over to the renamed folder
+    except OSError as exc:
+        _remove_created(created)
+        raise UsageError(f"cannot write in {str(parent)!r}: {exc.strerror or exc}") from exc
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_created(created)
+        raise
+    replace_into(staging, destination)
+
+
+def _remove_created(created: list[Path]) -> None:
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Fail early (before any computing) when ``folder`` could not be created or written."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{what} {str(folder)!r} cannot be created: {str(probe)!r} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {str(folder)!r} cannot be written (permission denied on {str(probe)!r})")
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+def demo_structure() -> Path:
+    return Path(str(resources.files("eryx_port") / "data" / DEMO_NAME))
+
+
+def _sim_samplings(args) -> list[tuple[float, float, int]]:
+    samplings = []
+    for axis in "hkl":
+        value = getattr(args, f"{axis}sampling") or DEFAULT_SAMPLING
+        lo, hi, n = _checked(check_sampling, f"--{axis}sampling", list(value))
+        if lo != int(lo) or hi != int(hi):
+            raise UsageError(
+                f"--{axis}sampling bounds must be whole Miller indices (the phonon grid is tied to the Bragg peaks), "
+                f"got {lo:g} {hi:g}"
+            )
+        samplings.append((lo, hi, n))
+    return samplings
+
+
+def _checked(check: Callable, name: str, value: Any, **kwargs):
+    try:
+        return check(name, value, **kwargs)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def run_simulate(args) -> int:
+    samplings = _sim_samplings(args)
+    gamma_intra = _checked(check_positive, "--gamma-intra", args.gamma_intra)
+    gamma_inter = _checked(check_positive, "--gamma-inter", args.gamma_inter)
+    cutoff = _checked(check_positive, "--cutoff", args.cutoff)
+    if not math.isfinite(args.res_limit) or args.res_limit < 0:
+        raise UsageError(f"--res-limit must be >= 0 Angstrom, got {args.res_limit:g}")
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} exists and is not a folder")
+    check_writable(out, "--out folder")
+    device = check_device(args.device)
+
+    path = Path(args.pdb).expanduser() if args.pdb else demo_structure()
+    structure = check_structure(path)
+    itemsize = 8 if args.dtype == "float64" else 4
+    batch_size = 10000
+    need = check_memory(
+        samplings, structure, itemsize=itemsize, device=device,
+        lower="the ranges or oversampling of --hsampling/--ksampling/--lsampling (MIN MAX N), or use --dtype float32",
+    )
+
+    model_kwargs = dict(
+        pdb_path=str(path),
+        hsampling=samplings[0],
+        ksampling=samplings[1],
+        lsampling=samplings[2],
+        expand_p1=True,
+        res_limit=float(args.res_limit),
+        gnm_cutoff=cutoff,
+        gamma_intra=gamma_intra,
+        gamma_inter=gamma_inter,
+        batch_size=batch_size,
+    )
+    stages = Stages(["phonons (model setup)", "diffuse intensity", "writing files"], args.quiet)
+    try:
+        model, intensity = compute_map(
+            model_kwargs, use_data_adp=args.use_data_adp, device=device, dtype=args.dtype, stages=stages
+        )
+        with stages.stage("writing files"), staged_folder(out) as staging:
+            written = _write_simulation(staging, intensity, model, samplings, structure, model_kwargs, args)
+    finally:
+        stages.close()
+    final = [out / p.name for p in written]
+    if not args.quiet:
+        print(_summary(structure, intensity, samplings, stages.times, final, need, device, args.dtype))
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    import gemmi
+    import numpy as np
+    import torch
+
+    return {
+        "eryx_port": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "gemmi": gemmi.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _write_simulation(folder: Path, intensity, model, samplings, structure: Structure, model_kwargs, args):
+    from . import outputs
+
+    hkl = _to_numpy(model.hkl_grid)
+    parameters = dict(
+        model_kwargs,
+        pdb_path=str(structure.path),
+        use_data_adp=bool(args.use_data_adp),
+        model="gnm",
+        group_by="asu",
+        device=args.device,
+        dtype=args.dtype,
+        space_group=structure.space_group,
+        cell=list(structure.cell),
+    )
+    npy = outputs.write_npy(folder / f"{STEM}.npy", intensity)
+    npz = outputs.write_npz(
+        folder / f"{STEM}.npz",
+        intensity_file=npy.name,
+        map_shape=intensity.shape,
+        hkl_grid=hkl,
+        samplings=samplings,
+        parameters=parameters,
+        versions=_versions(),
+    )
+    ccp4 = outputs.write_ccp4(folder / f"{STEM}.ccp4", intensity, samplings, structure.reciprocal_cell)
+    title = "demo peptide" if structure.path == demo_structure() else structure.path.name
+    pngs = outputs.write_sections_png(folder, STEM, intensity, samplings, title=title)
+    return [npy, npz, ccp4, *pngs]
+
+
+def _summary(structure, intensity, samplings, times, files, need, device, dtype) -> str:
+    import numpy as np
+
+    from .outputs import human_size
+
+    finite = intensity[np.isfinite(intensity)]
+    n_nan = intensity.size - finite.size
+    shape = " x ".join(map(str, intensity.shape))
+    ranges = ", ".join(f"{a} {lo:g}..{hi:g} /{n}" for a, (lo, hi, n) in zip("hkl", samplings))
+    lines = [
+        f"structure   {structure.path}  ({structure.space_group}, {structure.n_asu} ASU x {structure.n_atoms} atoms)",
+        f"grid        {shape} = {intensity.size} points  ({ranges})",
+        f"compute     {device} {dtype}, estimated peak memory {human_size(need)}",
+    ]
+    if finite.size:
+        lo, med, hi = np.percentile(finite, [0, 50, 100])
+        lines.append(f"intensity   min {lo:.4g}  median {med:.4g}  max {hi:.4g}  ({n_nan} NaN: Bragg peaks / beyond res limit)")
+    else:
+        lines.append(f"intensity   all {n_nan} points NaN")
+    lines.append("time        " + "  ".join(f"{name} {t:.2f} s" for name, t in times.items()))
+    lines.append(f"total       {sum(times.values()):.2f} s")
+    lines.append("files")
+    lines += [f"  {p}  ({human_size(p.stat().st_size)})" for p in files]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- run (eryx config)
+
+
+def run_task(args) -> int:
+    check_task(args.task)
+    config = load_config(args.config)
+    job = onephonon_job(config)
+    check_writable(job.root_dir, "setup.root_dir")
+    if job.root_dir.exists() and not job.root_dir.is_dir():
+        raise UsageError(f"setup.root_dir {str(job.root_dir)!r} exists and is not a folder")
+    device = check_device(args.device)
+    structure = check_structure(job.pdb_path, expand_p1=job.expand_p1)
+    itemsize = 8 if args.dtype == "float64" else 4
+    samplings = [job.hsampling, job.ksampling, job.lsampling]
+    need = check_memory(
+        samplings, structure, itemsize=itemsize, device=device,
+        lower="setup.hsampling/ksampling/lsampling (range or oversampling) in the config, or use --dtype float32",
+    )
+    stages = Stages(["phonons (model setup)", "diffuse intensity", "writing files"], args.quiet)
+    try:
+        _, intensity = compute_map(job.model_kwargs(), use_data_adp=True, device=device, dtype=args.dtype, stages=stages)
+        with stages.stage("writing files"):
+            output = _write_run_outputs(job, intensity)
+    finally:
+        stages.close()
+    if not args.quiet:
+        lines = [_summary(structure, intensity, samplings, stages.times, [output], need, device, args.dtype)]
+        if job.ignored:
+            lines.append(f"note        setup.{', setup.'.join(job.ignored)} not used by the OnePhonon task (as in eryx)")
+        print("\n".join(lines))
+    return 0
+
+
+def _write_run_outputs(job, intensity) -> Path:
+    """Create ROOT_DIR/{models,base,figs} as eryx's main.py does and write the map atomically."""
+    import numpy as np
+
+    try:
+        for sub in ROOT_SUBDIRS:
+            (job.root_dir / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create root path {str(job.root_dir)!r}: {exc.strerror or exc}") from exc
+    target = job.output
+    fd, tmp = tempfile.mkstemp(prefix=".onephonon.", suffix=".npy.partial", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, intensity)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+if __name__ == "__main__":
+    sys.exit(main())
