@@ -302,7 +302,7 @@ def _(call):
 # gradchecks of K and its inverse w.r.t. the spring constants: the recorded call's
 # crystal, shrunk to a few atoms per ASU and rebuilt as a GNM with a fixed cutoff,
 # at the recorded k (or a generic one where the call used k = 0, where K is singular).
-_GRAD_ATOMS, _GRAD_CUTOFF, _GRAD_OUT = 8, 5.0, 6
+_GRAD_ATOMS, _GRAD_CUTOFF, _GRAD_OUT = 4, 5.0, 6  # K stays well conditioned (smallest/largest singular value > 5e-3)
 _GENERIC_K = (0.11, -0.07, 0.05)
 
 
@@ -311,7 +311,7 @@ def _grad_gnm(call) -> tuple[gnm_mod.GaussianNetworkModel, torch.Tensor]:
     model.xyz = model.xyz[:, :_GRAD_ATOMS]
     g = gnm_mod.GaussianNetworkModel.from_model(model, _GRAD_CUTOFF, 1.0, 0.5)
     kvec = call.args.get("kvec")
-    k = torch.as_tensor(_GENERIC_K if kvec is None or not np.any(kvec) else np.asarray(kvec), dtype=torch.float64)
+    k = torch.tensor(_GENERIC_K if kvec is None or not np.any(kvec) else np.array(kvec), dtype=torch.float64)
     return g, k
 
 
@@ -324,7 +324,7 @@ def _k_gradcheck(call, name, inverse: bool):
         g.build_gamma()
         out = g.compute_Kinv(None, kvec=k) if inverse else g.compute_K(None, kvec=k)
         n = g.n_asu * g.n_atoms_per_asu
-        return out.reshape(n, n)[:_GRAD_OUT, :_GRAD_OUT]
+        return out.reshape(n, n)[:_GRAD_OUT, 0]  # one column, across ASU blocks: few outputs keep gradcheck cheap
 
     return fn, (value,)
 
