@@ -236,11 +236,22 @@ class GaussianNetworkModel:
         diag = diag.index_add(0, c.asu_i * self.n_atoms_per_asu + c.atom_i, g)
         return -g, diag.reshape(self.n_asu, self.n_atoms_per_asu)
 
-    def compute_hessian(self) -> torch.Tensor:
-        """Dense complex Hessian (n_asu, n_atoms, n_cell, n_asu, n_atoms); large structures: use hessian_contacts()."""
+    def compute_hessian(self, *, max_gib: float = 8.0) -> torch.Tensor:
+        """Dense complex Hessian (n_asu, n_atoms, n_cell, n_asu, n_atoms).
+
+        Mostly zeros: for big structures use :meth:`hessian_contacts` or
+        ``compute_K(None, kvec)``. Refuses (MemoryError) when the dense array
+        would exceed ``max_gib`` GiB (193l: 27.7 GB).
+        """
+        n_asu, n_at = self.n_asu, self.n_atoms_per_asu
+        need = (n_asu * n_at) ** 2 * self.n_cell * 2 * torch.empty((), dtype=self.dtype).element_size() / 2**30
+        if need > max_gib:
+            raise MemoryError(
+                f"the dense GNM Hessian would take {need:.1f} GiB (limit max_gib={max_gib}); "
+                "use hessian_contacts() or compute_K(None, kvec) instead"
+            )
         off, diag = self.hessian_contacts()
         c = self.contacts
-        n_asu, n_at = self.n_asu, self.n_atoms_per_asu
         dense = torch.zeros((n_asu, n_at, self.n_cell, n_asu, n_at), dtype=off.dtype, device=off.device)
         dense = dense.index_put((c.asu_i, c.atom_i, c.cell, c.asu_j, c.atom_j), off)
         a = torch.arange(n_asu, device=off.device)[:, None].expand(n_asu, n_at)

@@ -278,18 +278,18 @@ class AtomicModel:
             raise ValueError(f"{self.pdb_file}: models have different numbers of atoms {sorted(sizes)}")
 
         xyz = torch.stack([self._tensor(p[0]) for p in per_frame])  # (n_frames, n_atoms, 3)
+        # With expand_p1 eryx keeps the B factors and form factors of the last frame
+        # only, and repeats them for every (frame, ASU) copy.
+        kept = per_frame[-1:] if expand_p1 else per_frame
+        self.xyz = torch.cat([self._get_xyz_asus(x) for x in xyz]) if expand_p1 else xyz
+        self.adp = torch.stack([self._tensor(p[1]) for p in kept])
+        self.ff_a = torch.stack([self._tensor(p[2]) for p in kept])
+        self.ff_b = torch.stack([self._tensor(p[3]) for p in kept])
+        self.ff_c = torch.stack([self._tensor(p[4]) for p in kept])
+        self.elements = [p[5] for p in kept]
         if expand_p1:
-            self.xyz = torch.cat([self._get_xyz_asus(x) for x in xyz])
-            # eryx takes B factors and form factors of the last frame and repeats
-            # them for every (frame, ASU) copy.
-            per_frame = [per_frame[-1]] * self.xyz.shape[0]
-        else:
-            self.xyz = xyz
-        self.adp = torch.stack([self._tensor(p[1]) for p in per_frame])
-        self.ff_a = torch.stack([self._tensor(p[2]) for p in per_frame])
-        self.ff_b = torch.stack([self._tensor(p[3]) for p in per_frame])
-        self.ff_c = torch.stack([self._tensor(p[4]) for p in per_frame])
-        self.elements = [p[5] for p in per_frame]
+            self.adp = self.adp.repeat(self.xyz.shape[0], 1)
+            self._tile_form_factors()
 
     @staticmethod
     def _read_model(model):

@@ -200,6 +200,8 @@ def test_lysozyme_contacts_build_without_a_dense_hessian():
     off, diag = g.hessian_contacts()
     assert off.shape == (99536,) and diag.shape == (8, 1001) and torch.all(diag > 0)
     assert sum(t.numel() * t.element_size() for t in g.contacts) < 5e6
+    with pytest.raises(MemoryError, match="27.7 GiB|hessian_contacts"):
+        g.compute_hessian()
 
 
 def test_float32():
