@@ -24,7 +24,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from .pdb import AtomicModel, Crystal
-from .tensors import as_real, complex_dtype, resolve_device, resolve_dtype
+from .tensors import as_real, complex_dtype
 
 __all__ = ["Contacts", "GaussianNetworkModel", "contacts_from_neighbor_lists"]
 
@@ -52,7 +52,7 @@ class Contacts(NamedTuple):
     def __len__(self) -> int:  # number of contacts, not of fields
         return int(self.asu_i.numel())
 
-    def to(self, device) -> "Contacts":
+    def to(self, device) -> Contacts:
         return Contacts(*(t.to(device) for t in self))
 
 
@@ -120,7 +120,7 @@ class GaussianNetworkModel:
         self._setup(model, enm_cutoff, gamma_intra, gamma_inter)
 
     @classmethod
-    def from_model(cls, model, enm_cutoff, gamma_intra, gamma_inter) -> "GaussianNetworkModel":
+    def from_model(cls, model, enm_cutoff, gamma_intra, gamma_inter) -> GaussianNetworkModel:
         """Build from an AtomicModel (eryx uses one read with ``expand_p1=True``) or a Crystal's model.
 
         Only ``model.xyz[0]``, the cell and the operators are used, as in eryx.

@@ -18,8 +18,8 @@ Tensors are float64 on the CPU unless ``dtype=`` / ``device=`` say otherwise.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import gemmi
 import numpy as np
@@ -28,13 +28,13 @@ import torch
 from .tensors import as_real, resolve_device, resolve_dtype
 
 __all__ = [
-    "sym_str_as_matrix",
+    "AtomicModel",
+    "Crystal",
+    "GaussianNetworkModel",  # noqa: F822  (lazy re-export, see __getattr__ below)
     "extract_sym_ops",
     "extract_transformations",
     "get_unit_cell_axes",
-    "AtomicModel",
-    "Crystal",
-    "GaussianNetworkModel",
+    "sym_str_as_matrix",
 ]
 
 _AXES = ("X", "Y", "Z")
@@ -362,7 +362,7 @@ class AtomicModel:
         self.unit_cell_axes = (
             get_unit_cell_axes(self.cell) if unit_cell_axes is None else as_real(unit_cell_axes, self.dtype, self.device)
         )
-        conv = lambda d: {int(k): as_real(v, self.dtype, self.device) for k, v in d.items()}  # noqa: E731
+        conv = lambda d: {int(k): as_real(v, self.dtype, self.device) for k, v in d.items()}
         self.sym_ops = conv(sym_ops)
         self.transformations = conv(transformations)
         self.n_asu = len(self.transformations)
