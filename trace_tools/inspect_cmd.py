@@ -78,14 +78,15 @@ def run_list(args: argparse.Namespace) -> int:
             (e["function"], str(e["calls"]), str(e["total_calls"]), ", ".join(e["scenarios"]), "yes" if e["truncated"] else "")
             for e in entries
         ]
-        _table(["function", "calls", "total", "scenarios", "truncated"], rows)
+        print_table(["function", "calls", "total", "scenarios", "truncated"], rows)
     else:
         print(f"no traces in {folder}")
     return 2 if bad else 0
 
 
-def _table(header: list[str], rows: list[tuple[str, ...]]) -> None:
-    table = [header, *rows]
+def print_table(header: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """Print left-aligned columns under a header and a rule."""
+    table = [list(header)] + [[str(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for k, row in enumerate(table):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

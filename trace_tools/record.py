@@ -24,7 +24,6 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import os
 import pkgutil
 import platform
 import shlex
@@ -42,8 +41,9 @@ import numpy as np
 
 from . import __version__
 from .codec import Encoder, qualified_type_name
+from .inspect_cmd import print_table
 from .paths import REPO_ROOT, pdb_dir as default_pdb_dir
-from .store import SUFFIX, TraceError, TraceParts, encode_call, load_trace, save_trace, trace_path
+from .store import TraceError, TraceParts, encode_call, load_trace, save_trace, trace_path
 
 RECORDER_VERSION = f"trace_tools {__version__} recorder 1"
 DEFAULT_MAX_CALLS = 3
@@ -93,6 +93,14 @@ def _fingerprint(value: Any, seen: set[int] | None = None, depth: int = 0) -> An
         finally:
             seen.discard(id(value))
     return ("opaque", id(value))
+
+
+def _instance_dict(obj: Any) -> dict[str, Any]:
+    """The instance attributes (empty for objects without a __dict__, e.g. with __slots__)."""
+    try:
+        return object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        return {}
 
 
 # ---------------------------------------------------------------- the recorder
@@ -219,7 +227,7 @@ class Recorder:
                 try:
                     # the instance itself counts as seen, so attributes that point back to it
                     # (parent links) do not make every attribute look changed
-                    before = {k: _fingerprint(v, {id(instance)}) for k, v in vars(instance).items()}
+                    before = {k: _fingerprint(v, {id(instance)}) for k, v in _instance_dict(instance).items()}
                 finally:
                     recorder._quiet -= 1
                 frame = _Frame(enc)
@@ -245,7 +253,7 @@ class Recorder:
                         del recorder._active[id(instance)]
                     recorder._quiet += 1
                     try:
-                        for k, v in vars(instance).items():
+                        for k, v in _instance_dict(instance).items():
                             if k not in before or _fingerprint(v, {id(instance)}) != before[k]:
                                 written[k] = enc.encode(v)
                     finally:
@@ -527,7 +535,7 @@ def _record(args: argparse.Namespace) -> int:
             (name, len(parts.calls), sum(parts.call_counts.values()), len(provenance["scenarios"]),
              "yes" if parts.encoder.truncated else "", f"{path.stat().st_size / 1e6:.2f}")
         )
-    _print_table(["function", "stored", "total calls", "scenarios", "truncated", "MB"], rows)
+    print_table(["function", "stored", "total calls", "scenarios", "truncated", "MB"], rows)
     for name in never_called:
         print(f"never called: {name}")
     for problem in missing:
@@ -549,15 +557,6 @@ def _merge_old(recorder: Recorder, name: str, path: Path, ran: set[str]) -> None
     for scenario, n in old.provenance.get("call_counts", {}).items():
         if scenario not in ran:
             counts[scenario] = n
-
-
-def _print_table(header: list[str], rows: list[tuple]) -> None:
-    table = [header] + [[str(x) for x in row] for row in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for k, row in enumerate(table):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def main(argv: list[str] | None = None) -> int:
