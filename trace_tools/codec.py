@@ -33,6 +33,9 @@ SAMPLE_SIZE = 16
 MAX_DEPTH = 32
 
 
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+
+
 class DecodeError(ValueError):
     """The JSON of a trace does not follow the format (wrapped into TraceError by the store)."""
 
@@ -329,7 +332,8 @@ class Decoder:
         if isinstance(value, float):
             return value
         if isinstance(value, list):
-            return [self.decode(v, depth + 1) for v in value]
+            # plain JSON scalars decode to themselves: skip the call for them (long index lists)
+            return [v if type(v) in _PLAIN else self.decode(v, depth + 1) for v in value]
         if not isinstance(value, dict):
             raise DecodeError(f"unexpected JSON value of type {type(value).__name__}")
         tag = value.get(TAG)
