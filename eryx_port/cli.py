@@ -225,6 +225,7 @@ class Structure:
     cell: tuple[float, ...]
     reciprocal_cell: tuple[float, ...]
     space_group: str
+    remark290: bool  # symmetry operators from the file's REMARK 290 SMTRY records
 
 
 def check_structure(path: Path, *, expand_p1: bool = True) -> Structure:
@@ -251,7 +252,25 @@ def check_structure(path: Path, *, expand_p1: bool = True) -> Structure:
         cell=tuple(cell.parameters),
         reciprocal_cell=tuple(cell.reciprocal().parameters),
         space_group=str(model.space_group),
+        remark290=_has_smtry(path),
     )
+
+
+def _has_smtry(path: Path) -> bool:
+    with open(path, errors="replace") as fh:
+        return any(line.startswith("REMARK 290") and "SMTRY" in line for line in fh)
+
+
+def warn_symmetry(structure: Structure) -> None:
+    """eryx falls back to gemmi's fractional space-group operators without REMARK 290 (e.g. mmCIF input),
+    which places the other ASUs wrongly unless the cell is 1 A cubed; say so rather than stay silent."""
+    if not structure.remark290 and structure.n_asu > 1:
+        print(
+            f"{PROG}: warning: {structure.path.name} has no REMARK 290 SMTRY records; the symmetry copies come from "
+            "the space group's fractional operators (as eryx does), which misplaces them: prefer a PDB file with "
+            "REMARK 290",
+            file=sys.stderr,
+        )
 
 
 def check_device(name: str):
@@ -507,6 +526,7 @@ def run_simulate(args) -> int:
 
     path = Path(args.pdb).expanduser() if args.pdb else demo_structure()
     structure = check_structure(path)
+    warn_symmetry(structure)
     itemsize = 8 if args.dtype == "float64" else 4
     batch_size = 10000
     need = check_memory(
@@ -535,7 +555,7 @@ def run_simulate(args) -> int:
             written = _write_simulation(staging, intensity, model, samplings, structure, model_kwargs, args)
     finally:
         stages.close()
-    final = [out / p.name for p in written]
+    final = [out.resolve() / p.name for p in written]
     if not args.quiet:
         print(_summary(structure, intensity, samplings, stages.times, final, need, device, args.dtype))
     return 0
@@ -624,6 +644,7 @@ def run_task(args) -> int:
         raise UsageError(f"setup.root_dir {str(job.root_dir)!r} exists and is not a folder")
     device = check_device(args.device)
     structure = check_structure(job.pdb_path, expand_p1=job.expand_p1)
+    warn_symmetry(structure)
     itemsize = 8 if args.dtype == "float64" else 4
     samplings = [job.hsampling, job.ksampling, job.lsampling]
     need = check_memory(

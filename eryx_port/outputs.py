@@ -131,8 +131,7 @@ def write_sections_png(
     folder = Path(folder)
     values = [axis_values(s, n) for s, n in zip(samplings, intensity.shape)]
     vmin, vmax = robust_limits(intensity)
-    cmap = plt.get_cmap("magma").copy()
-    cmap.set_bad(alpha=0.0)
+    cmap = plt.get_cmap("magma").with_extremes(bad=(0.0, 0.0, 0.0, 0.0))  # NaN: transparent
     paths = []
     for axis, name in enumerate(AXES):
         index = central_index(values[axis])
