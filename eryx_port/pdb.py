@@ -243,8 +243,11 @@ class AtomicModel:
     def _get_sym_ops(self, lines):
         """Operators from the REMARK 290 header, else from gemmi's space-group table.
 
-        gemmi's operators are fractional (rotation and translation), which is
-        only right for orthogonal cells; eryx accepts that, and so do we.
+        For a PDB file without REMARK 290 eryx takes gemmi's fractional
+        operators as they are (3x4 ``[R | t]``, t in cell fractions, used as if
+        in Angstrom): kept for parity. mmCIF files, which eryx cannot read,
+        get what a REMARK 290 header would hold: fractional rotations in
+        ``sym_ops`` and Cartesian ``[R | t]`` in ``transformations``.
         """
         sym_ops = _sym_ops_from_lines(lines, self.dtype, self.device)
         transformations = _transformations_from_lines(lines, self.dtype, self.device)
@@ -254,10 +257,16 @@ class AtomicModel:
                 raise ValueError(
                     f"{self.pdb_file}: no REMARK 290 symmetry operators and unknown space group {self.space_group!r}"
                 )
-            sym_ops = {
-                i: self._tensor(np.hstack([np.array(op.rot), np.array(op.tran)[:, None]]) / op.DEN)
-                for i, op in enumerate(sg.operations())
-            }
+            ops = [(np.array(op.rot) / op.DEN, np.array(op.tran) / op.DEN) for op in sg.operations()]
+            if _is_cif(Path(self.pdb_file)):
+                orth = np.array(self.structure.cell.orth.mat.tolist())
+                frac = np.linalg.inv(orth)
+                sym_ops = {i: self._tensor(rot) for i, (rot, _) in enumerate(ops)}
+                transformations = {
+                    i: self._tensor(np.hstack([orth @ rot @ frac, (orth @ t)[:, None]])) for i, (rot, t) in enumerate(ops)
+                }
+            else:
+                sym_ops = {i: self._tensor(np.hstack([rot, t[:, None]])) for i, (rot, t) in enumerate(ops)}
         if not transformations:
             transformations = sym_ops
         self.n_asu = len(transformations.keys())

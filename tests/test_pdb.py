@@ -164,6 +164,26 @@ def test_float32_and_gemmi_fallback_operators():
     assert model.n_asu == 4 and model.sym_ops[1].shape == (3, 4)
 
 
+@pytest.mark.parametrize("name", ["5zck", "7n2h"])
+def test_mmcif_gets_the_operators_a_pdb_header_would_hold(name, tmp_path):
+    """gemmi's space-group operators, made Cartesian, are the REMARK 290 ones (possibly in another order)."""
+    import gemmi
+
+    st = gemmi.read_pdb(structure(name))
+    st.setup_entities()
+    cif = tmp_path / f"{name}.cif"
+    st.make_mmcif_document().write_file(str(cif))
+    from_cif = AtomicModel(cif, expand_p1=True)
+    from_pdb = AtomicModel(structure(name), expand_p1=True)
+    assert from_cif.n_asu == from_pdb.n_asu
+    for i in range(from_cif.n_asu):
+        dist = [(from_cif.transformations[i] - from_pdb.transformations[j]).abs().max() for j in range(from_pdb.n_asu)]
+        j = int(torch.stack(dist).argmin())
+        assert dist[j] < 1e-5  # SMTRY rows carry 6 decimals
+        assert torch.equal(from_cif.sym_ops[i], from_pdb.sym_ops[j])
+        torch.testing.assert_close(from_cif.xyz[i], from_pdb.xyz[j], rtol=0, atol=1e-4)
+
+
 # ---------------------------------------------------------------- bad input
 
 
