@@ -49,7 +49,8 @@ class Contacts(NamedTuple):
     asu_j: torch.Tensor
     atom_j: torch.Tensor
 
-    def __len__(self) -> int:  # number of contacts, not of fields
+    @property
+    def n_contacts(self) -> int:  # len() stays the tuple's (5 fields)
         return int(self.asu_i.numel())
 
     def to(self, device) -> Contacts:

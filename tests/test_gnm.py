@@ -87,12 +87,12 @@ ERYX_PAIR_COUNTS = {
 @pytest.mark.parametrize("name,cutoff", sorted(ERYX_PAIR_COUNTS))
 def test_pair_counts_match_eryx(name, cutoff):
     g = gnm(name, cutoff)
-    assert len(g.contacts) == ERYX_PAIR_COUNTS[name, cutoff]
+    assert g.contacts.n_contacts == ERYX_PAIR_COUNTS[name, cutoff]
     # the nested lists hold the same pairs, plus each atom once with itself
     nested = g.asu_neighbors
     assert len(nested) == g.n_asu and len(nested[0]) == 27 and len(nested[0][0][0]) == g.n_atoms_per_asu
     assert sum(len(x) for by_cell in nested for by_asu in by_cell for by_atom in by_asu for x in by_atom) == (
-        len(g.contacts) + g.n_asu * g.n_atoms_per_asu
+        g.contacts.n_contacts + g.n_asu * g.n_atoms_per_asu
     )
     back = contacts_from_neighbor_lists(nested, g.id_cell_ref)
     assert all(torch.equal(x, y) for x, y in zip(back, g.contacts))
@@ -106,7 +106,7 @@ def test_hessian_rows_sum_to_zero_and_pairs_are_symmetric():
     opposite = torch.tensor([g.crystal.hkl_to_id([-x for x in g.crystal.id_to_hkl(c)]) for c in range(27)])
     assert torch.equal(h, h[:, :, opposite].permute(3, 4, 2, 0, 1))
     off, diag = g.hessian_contacts()
-    assert off.shape == (len(g.contacts),) and diag.shape == (g.n_asu, g.n_atoms_per_asu)
+    assert off.shape == (g.contacts.n_contacts,) and diag.shape == (g.n_asu, g.n_atoms_per_asu)
     assert torch.all(off < 0)
 
 
@@ -196,7 +196,7 @@ def test_lysozyme_contacts_build_without_a_dense_hessian():
     g = GaussianNetworkModel(structure("193l"), 4.0, 1.0, 1.0)
     assert (g.n_asu, g.n_atoms_per_asu) == (8, 1001)
     # eryx (same counting as ERYX_PAIR_COUNTS): 107544 list entries, 8008 of them self-pairs
-    assert len(g.contacts) == 99536
+    assert g.contacts.n_contacts == 99536
     off, diag = g.hessian_contacts()
     assert off.shape == (99536,) and diag.shape == (8, 1001) and torch.all(diag > 0)
     assert sum(t.numel() * t.element_size() for t in g.contacts) < 5e6
@@ -206,7 +206,7 @@ def test_lysozyme_contacts_build_without_a_dense_hessian():
 
 def test_float32():
     g = GaussianNetworkModel(structure("5zck"), 4.0, 1.0, 0.5, dtype=torch.float32)
-    assert g.gamma.dtype == torch.float32 and len(g.contacts) == 1328
+    assert g.gamma.dtype == torch.float32 and g.contacts.n_contacts == 1328
     assert g.compute_K(None, kvec=[0.1, 0.0, 0.0]).dtype == torch.complex64
 
 
