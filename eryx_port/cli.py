@@ -411,7 +411,10 @@ def compute_map(model_kwargs: dict[str, Any], *, use_data_adp: bool, device, dty
     kwargs = dict(model_kwargs, device=device, dtype=dtype)
     show = not stages.quiet
     with stages.stage("phonons (model setup)"):
-        model = cls(**kwargs, **_progress_kwargs(cls, show))
+        try:
+            model = cls(**kwargs, **_progress_kwargs(cls, show))
+        except ValueError as exc:  # the model's own checks of its input (e.g. a P1 file with expand_p1 false)
+            raise UsageError(_one_line(exc)) from exc
     with stages.stage("diffuse intensity"):
         flat = model.apply_disorder(use_data_adp=use_data_adp, **_progress_kwargs(model.apply_disorder, show))
         intensity = _to_numpy(flat).reshape(tuple(int(n) for n in model.map_shape))

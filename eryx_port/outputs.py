@@ -121,16 +121,23 @@ def write_sections_png(
     *,
     title: str = "",
 ) -> list[Path]:
-    """PNG images of the central h, k and l sections (one file each), with a shared percentile colour scale;
-    NaN points are left blank."""
+    """PNG images of the central h, k and l sections (one file each), with a shared colour scale clipped to the
+    1st-99th percentiles of the whole map (logarithmic when all values are positive); NaN points are left
+    blank."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.colors import LogNorm, Normalize
+
     folder = Path(folder)
     values = [axis_values(s, n) for s, n in zip(samplings, intensity.shape)]
     vmin, vmax = robust_limits(intensity)
+    # diffuse intensity spans decades (it diverges at the Bragg peaks): a log scale shows the structure
+    # away from them; a map with zero or negative values falls back to a linear scale
+    log = vmin > 0
+    norm = LogNorm(vmin=vmin, vmax=vmax) if log else Normalize(vmin=vmin, vmax=vmax)
     cmap = plt.get_cmap("magma").with_extremes(bad=(0.0, 0.0, 0.0, 0.0))  # NaN: transparent
     paths = []
     for axis, name in enumerate(AXES):
@@ -143,8 +150,7 @@ def write_sections_png(
             np.ma.masked_invalid(section.T),
             origin="lower",
             cmap=cmap,
-            vmin=vmin,
-            vmax=vmax,
+            norm=norm,
             extent=_extent(values[rows], values[cols]),
             aspect="equal",
             interpolation="nearest",
@@ -153,7 +159,7 @@ def write_sections_png(
         ax.set_ylabel(f"{AXES[cols]} (Miller index)")
         ax.set_title(f"{title + ': ' if title else ''}{name} = {values[axis][index]:g} section", fontsize=10)
         bar = fig.colorbar(image, ax=ax, shrink=0.85)
-        bar.set_label("intensity (1st-99th percentile)")
+        bar.set_label(f"intensity ({'log scale, ' if log else ''}1st-99th percentile)")
         fig.tight_layout()
         path = folder / f"{stem}_{name}_section.png"
         fig.savefig(path)

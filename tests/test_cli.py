@@ -320,3 +320,13 @@ def test_unreadable_file(tmp_path, capsys):
     path.chmod(0)
     rc = cli.main(["simulate", str(path), *SMALL, "--out", str(tmp_path / "out")])
     _assert_one_line_error(rc, capsys.readouterr().err, "permission denied")
+
+
+def test_run_p1_file_without_expansion_is_refused(tmp_path, pdb_file, capsys, monkeypatch):
+    """eryx's config can say expand_p1: false; with a '_p1' file the model cannot be built, and we say why."""
+    text = ERYX_CONFIG.format(root="root", pdb=pdb_file("5zck_p1.pdb")) + "  expand_p1: false\n"
+    (tmp_path / "p1.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["run", "-c", "p1.yaml", "-t", "OnePhonon"])
+    _assert_one_line_error(rc, capsys.readouterr().err, "expand_p1")
+    assert entries(tmp_path) == {"p1.yaml"}
