@@ -121,7 +121,7 @@ def _bare_gnm(read: dict) -> gnm_mod.GaussianNetworkModel:
         if "n_atoms_per_asu" not in read and g.crystal.model.xyz is not None:
             g.n_atoms_per_asu = int(g.crystal.model.xyz.shape[-2])
     if "gamma" in read:
-        g.gamma = torch.as_tensor(read["gamma"], dtype=torch.float64)
+        g.gamma = torch.tensor(np.array(read["gamma"]), dtype=torch.float64)
     if "asu_neighbors" in read:
         g.contacts = gnm_mod.contacts_from_neighbor_lists(read["asu_neighbors"], read["id_cell_ref"])
     g._asu_neighbors = None
@@ -152,7 +152,7 @@ def _(call):
 
 @gradcheck("eryx.pdb.get_unit_cell_axes", inputs=("cell",))
 def _(call, name):
-    cell = torch.as_tensor(np.asarray(call.args["cell"], dtype=float), dtype=torch.float64).requires_grad_(True)
+    cell = torch.tensor(np.array(call.args["cell"], dtype=float), dtype=torch.float64).requires_grad_(True)
     return pdb.get_unit_cell_axes, (cell,)
 
 
@@ -189,7 +189,7 @@ def _(call, name):
     model = pdb.AtomicModel.from_arrays(
         cell=r["cell"], sym_ops=r["sym_ops"], transformations=r["transformations"], unit_cell_axes=r["unit_cell_axes"]
     )
-    xyz = torch.as_tensor(np.asarray(call.args["xyz"])[:6], dtype=torch.float64).requires_grad_(True)
+    xyz = torch.tensor(np.array(call.args["xyz"])[:6], dtype=torch.float64).requires_grad_(True)
     return model._get_xyz_asus, (xyz,)
 
 
@@ -197,7 +197,7 @@ def _(call, name):
 def _(call):
     model = pdb.AtomicModel.__new__(pdb.AtomicModel)
     for name, value in call.attrs_read.items():
-        setattr(model, name, torch.as_tensor(value, dtype=torch.float64) if isinstance(value, np.ndarray) else value)
+        setattr(model, name, torch.tensor(np.array(value), dtype=torch.float64) if isinstance(value, np.ndarray) else value)
     model.flatten_model()
     return _written(model, call)
 
