@@ -354,7 +354,7 @@ def check_memory(samplings, structure: Structure, *, itemsize: int, device, lowe
 
 @dataclass
 class Stages:
-    """Times each stage and shows a progress bar over the stages on stderr."""
+    """Times each stage and shows a progress bar over the stages on stderr (when it is a terminal)."""
 
     names: list[str]
     quiet: bool
@@ -367,12 +367,17 @@ class Stages:
         self._bar = tqdm(
             total=len(self.names),
             file=sys.stderr,
-            disable=self.quiet,
+            disable=not self.show,
             unit="stage",
             bar_format="{desc:<28}{bar:20} {n_fmt}/{total_fmt} stages [{elapsed}]",
             leave=False,
         )
         self._bar.set_description_str(self.names[0])
+
+    @property
+    def show(self) -> bool:
+        """Bars only on a terminal (a log file or a pipe gets the summary alone) and not with --quiet."""
+        return not self.quiet and sys.stderr.isatty()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -409,7 +414,7 @@ def compute_map(model_kwargs: dict[str, Any], *, use_data_adp: bool, device, dty
 
     cls = models.OnePhonon
     kwargs = dict(model_kwargs, device=device, dtype=dtype)
-    show = not stages.quiet
+    show = stages.show
     with stages.stage("phonons (model setup)"):
         try:
             model = cls(**kwargs, **_progress_kwargs(cls, show))
