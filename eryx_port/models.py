@@ -140,6 +140,36 @@ class OnePhonon:
         self._setup(pdb_path, expand_p1, res_limit, group_by)
         self._setup_phonons(pdb_path, model, gnm_cutoff, gamma_intra, gamma_inter)
 
+    # ------------------------------------------------------------------ parameters
+
+    def update(self, *, gamma_intra=None, gamma_inter=None, xyz=None, adp=None):
+        """Replace spring constants, coordinates and/or B-factors and recompute what depends on them.
+
+        The cheap way to evaluate the model many times (fitting, gradients): the file, the grid and
+        the contact list are kept (the contacts stay those found at construction). Tensors with
+        ``requires_grad`` carry their gradient through the next :meth:`apply_disorder`.
+        """
+        if xyz is not None or adp is not None:
+            self._xyz_override = xyz if xyz is not None else self._xyz_override
+            self._adp_override = adp if adp is not None else self._adp_override
+            self._apply_overrides()
+        if xyz is not None:
+            self._build_A()
+            self._build_M()
+        if getattr(self, "gnm", None) is None:
+            if gamma_intra is not None or gamma_inter is not None:
+                raise ValueError("gamma_intra/gamma_inter only apply to model='gnm'")
+            return self
+        if gamma_intra is not None:
+            self.gnm.gamma_intra = _check_positive(gamma_intra, "gamma_intra")
+        if gamma_inter is not None:
+            self.gnm.gamma_inter = _check_positive(gamma_inter, "gamma_inter")
+        if gamma_intra is not None or gamma_inter is not None:
+            self.gnm.build_gamma()
+        self.compute_gnm_phonons()
+        self.compute_covariance_matrix()
+        return self
+
     # ------------------------------------------------------------------ set-up
 
     def _setup(self, pdb_path, expand_p1, res_limit, group_by):
@@ -265,6 +295,7 @@ class OnePhonon:
     def compute_rb_phonons(self):
         """eryx's 'rb' model: identity modes, ``Winv`` a Gaussian of |k| (scaled by |kvec[3,0,0]|)."""
         self._K = None
+        self.gnm = None
         weight = phonons.rb_mode_weight(self.kvec)
         n = self.n_dof_per_cell
         eye = torch.eye(n, dtype=complex_dtype(self.dtype), device=self.device)
