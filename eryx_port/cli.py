@@ -90,7 +90,9 @@ def _compute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype", default="float64", choices=("float64", "float32"), help="floating precision (default float64)"
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars and no summary")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bars (shown on a terminal only) and no summary"
+    )
 
 
 def _wrap(text: str) -> str:
