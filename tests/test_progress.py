@@ -6,13 +6,21 @@ import argparse
 import copy
 import json
 import textwrap
-from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
 
-from trace_tools import progress, progress_facts as pf, registry as reg
-from trace_tools.progress_render import STAMP_PREFIX, render_html, render_markdown, svg_error_distribution
+from trace_tools import progress
+from trace_tools import progress_facts as pf
+from trace_tools import registry as reg
+from trace_tools.progress_render import (
+    STAMP_PREFIX,
+    render_html,
+    render_markdown,
+    svg_completion,
+    svg_error_distribution,
+)
 from trace_tools.values import Call, Trace
 
 TODAY = "2026-01-02"
@@ -20,13 +28,26 @@ STAMP = "2026-01-02 03:04 UTC"
 
 
 def _entry(port, *, grad=(), rtol=1e-10, atol=None, reason="", notes=""):
-    return {"port": port, "rtol": rtol, "atol": atol, "tolerance_reason": reason, "notes": notes,
-            "grad_inputs": list(grad)}
+    return {
+        "port": port,
+        "rtol": rtol,
+        "atol": atol,
+        "tolerance_reason": reason,
+        "notes": notes,
+        "grad_inputs": list(grad),
+    }
 
 
 def _res(function, case, outcome="passed", err=1e-15, kind="parity"):
-    return {"function": function, "kind": kind, "case": case, "outcome": outcome,
-            "max_abs_err": err, "max_rel_err": err, "message": None if outcome == "passed" else "differs"}
+    return {
+        "function": function,
+        "kind": kind,
+        "case": case,
+        "outcome": outcome,
+        "max_abs_err": err,
+        "max_rel_err": err,
+        "message": None if outcome == "passed" else "differs",
+    }
 
 
 GRID = "eryx.map_utils.generate_grid"
@@ -60,37 +81,89 @@ def raw():
         "function_list": {
             "package": "eryx",
             "functions": functions,
-            "seed_only": [{"name": "EigenOps.svd_decomposition", "phase": "core utilities",
-                           "notes": "torch.linalg; no NumPy counterpart"}],
+            "seed_only": [
+                {
+                    "name": "EigenOps.svd_decomposition",
+                    "phase": "core utilities",
+                    "notes": "torch.linalg; no NumPy counterpart",
+                }
+            ],
         },
         "registry": {
             GRID: _entry("eryx_port.map_utils.generate_grid"),
             RES: _entry("eryx_port.map_utils.compute_resolution"),
-            SF: _entry("eryx_port.scatter.structure_factors", grad=("xyz", "U"), rtol=1e-9,
-                       reason="sum over many atoms", notes="batched"),
+            SF: _entry(
+                "eryx_port.scatter.structure_factors",
+                grad=("xyz", "U"),
+                rtol=1e-9,
+                reason="sum over many atoms",
+                notes="batched",
+            ),
             DIS: _entry("eryx_port.models.OnePhonon.apply_disorder"),
         },
         "traces": {
-            GRID: {"calls": 2, "scenarios": ["5zck-s1", "7n2h-s1"], "truncated": False, "commit": "cc96863"},
-            RES: {"calls": 1, "scenarios": ["5zck-s1"], "truncated": False, "commit": "cc96863"},
-            SF: {"calls": 2, "scenarios": ["5zck-s1", "7n2h-s2"], "truncated": True, "commit": "cc96863"},
-            SYM: {"calls": 1, "scenarios": ["5zck-s1"], "truncated": False, "commit": "cc96863"},
+            GRID: {
+                "calls": 2,
+                "scenarios": ["5zck-s1", "7n2h-s1"],
+                "truncated": False,
+                "commit": "cc96863",
+            },
+            RES: {
+                "calls": 1,
+                "scenarios": ["5zck-s1"],
+                "truncated": False,
+                "commit": "cc96863",
+            },
+            SF: {
+                "calls": 2,
+                "scenarios": ["5zck-s1", "7n2h-s2"],
+                "truncated": True,
+                "commit": "cc96863",
+            },
+            SYM: {
+                "calls": 1,
+                "scenarios": ["5zck-s1"],
+                "truncated": False,
+                "commit": "cc96863",
+            },
         },
         "trace_problems": [],
         "results": results,
-        "coverage": {"eryx_port.map_utils.generate_grid": 100, "eryx_port.scatter.structure_factors": 87},
+        "coverage": {
+            "eryx_port.map_utils.generate_grid": 100,
+            "eryx_port.scatter.structure_factors": 87,
+        },
         "benchmarks": {
-            "machine": "test box", "date": "2026-01-01", "command": "eryx-port bench", "torch": "2.13.0",
+            "machine": "test box",
+            "date": "2026-01-01",
+            "command": "eryx-port bench",
+            "torch": "2.13.0",
             "numpy": "2.4.0",
-            "cases": [{"case": "5zck", "stage": "apply_disorder", "eryx_s": 12.3456, "port_s": 0.5, "ratio": 24.69}],
+            "cases": [
+                {
+                    "case": "5zck",
+                    "stage": "apply_disorder",
+                    "eryx_s": 12.3456,
+                    "port_s": 0.5,
+                    "ratio": 24.69,
+                }
+            ],
             "max_rel_err": {"5zck": 3e-13},
         },
         "inventory": [
             {"name": GRID, "kind": "function", "module": "eryx.map_utils"},
-            {"name": "eryx.map_utils.cos_sq", "kind": "function", "module": "eryx.map_utils"},
+            {
+                "name": "eryx.map_utils.cos_sq",
+                "kind": "function",
+                "module": "eryx.map_utils",
+            },
             {"name": "eryx.models.OnePhonon", "kind": "class", "module": "eryx.models"},
             {"name": DIS, "kind": "method", "module": "eryx.models"},
-            {"name": "eryx.models.OnePhonon.__init__", "kind": "method", "module": "eryx.models"},
+            {
+                "name": "eryx.models.OnePhonon.__init__",
+                "kind": "method",
+                "module": "eryx.models",
+            },
         ],
         "history": {"CP4": "2025-12-01"},
     }
@@ -132,8 +205,12 @@ def test_rendering_is_deterministic_and_stamp_is_one_line(raw):
 
 
 def test_error_picture_counts_cases_per_decade(raw):
-    svg = svg_error_distribution(pf.derive(raw, TODAY))
-    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    facts = pf.derive(raw, TODAY)
+    svg = svg_error_distribution(facts)
+    for picture in (svg, svg_completion(facts)):
+        assert (
+            ElementTree.fromstring(picture).tag == "{http://www.w3.org/2000/svg}svg"
+        )  # well-formed
     # structure_factors: one case at 1e-11, one beyond 1e-10 (drawn red; its tolerance is looser)
     assert 'fill="#c62828"' in svg
     assert ">map_utils.generate_grid<" in svg
@@ -144,8 +221,18 @@ def test_error_picture_counts_cases_per_decade(raw):
 
 @pytest.mark.parametrize(
     "err,bucket",
-    [(None, "—"), (0.0, "<1e-14"), (9.9e-15, "<1e-14"), (1e-14, "1e-14"), (1.000000001e-12, "1e-12"),
-     (3e-13, "1e-12"), (1e-12, "1e-12"), (5e-3, "1e-2"), (2.0, "1e1"), (float("nan"), "nan")],
+    [
+        (None, "—"),
+        (0.0, "<1e-14"),
+        (9.9e-15, "<1e-14"),
+        (1e-14, "1e-14"),
+        (1.000000001e-12, "1e-12"),
+        (3e-13, "1e-12"),
+        (1e-12, "1e-12"),
+        (5e-3, "1e-2"),
+        (2.0, "1e1"),
+        (float("nan"), "nan"),
+    ],
 )
 def test_error_bucket(err, bucket):
     assert pf.error_bucket(err) == bucket
@@ -153,7 +240,10 @@ def test_error_bucket(err, bucket):
 
 def test_statuses_follow_the_rules(raw):
     rows = _by_name(pf.derive(raw, TODAY))
-    assert rows[GRID]["status"] == pf.DONE and rows[GRID]["parity"]["max_rel_err"] == "1e-12"
+    assert (
+        rows[GRID]["status"] == pf.DONE
+        and rows[GRID]["parity"]["max_rel_err"] == "1e-12"
+    )
     assert rows[GRID]["grad"]["status"] == "n/a" and rows[GRID]["coverage"] == 100
     assert rows[RES]["status"] == pf.DONE
     assert rows[SF]["status"] == pf.DONE  # loose tolerance registered with a reason
@@ -171,18 +261,24 @@ def test_failing_parity_case_fails_function_phase_and_checkpoint(raw):
     assert row["status"] == pf.FAILING and row["parity"]["status"] == "fail"
     assert row["parity"]["max_rel_err"] == "1e-5"
     cp3 = _cp(facts, "CP3")
-    assert not cp3["passed"] and cp3["blocking"] == [RES] and cp3["first_passed"] is None
+    assert (
+        not cp3["passed"] and cp3["blocking"] == [RES] and cp3["first_passed"] is None
+    )
     phase = next(p for p in facts["phases"] if p["name"] == "core functions")
     assert phase["failing"] == 1 and phase["completion"] == 66
     assert "CP3" not in facts["history_new"]
 
 
 def test_failing_gradcheck_fails_the_function(raw):
-    raw["results"].append(_res(SF, "U:7n2h-s2-call0", outcome="failed", kind="gradcheck", err=None))
+    raw["results"].append(
+        _res(SF, "U:7n2h-s2-call0", outcome="failed", kind="gradcheck", err=None)
+    )
     facts = pf.derive(raw, TODAY)
     assert _by_name(facts)[SF]["status"] == pf.FAILING
     assert not _cp(facts, "CP4")["passed"]
-    assert _cp(facts, "CP4")["first_passed"] == "2025-12-01"  # a date, once earned, is kept
+    assert (
+        _cp(facts, "CP4")["first_passed"] == "2025-12-01"
+    )  # a date, once earned, is kept
 
 
 def test_function_without_port_is_not_ported(raw):
@@ -190,7 +286,11 @@ def test_function_without_port_is_not_ported(raw):
     raw["results"] = [r for r in raw["results"] if r["function"] != GRID]
     facts = pf.derive(raw, TODAY)
     row = _by_name(facts)[GRID]
-    assert row["status"] == pf.NOT_PORTED and row["port"] is None and row["parity"]["status"] == "not ported"
+    assert (
+        row["status"] == pf.NOT_PORTED
+        and row["port"] is None
+        and row["parity"]["status"] == "not ported"
+    )
     assert _by_name(facts)[SYM]["status"] == pf.NOT_PORTED
     assert facts["overall"]["not_ported"] == 2
     assert not _cp(facts, "CP3")["passed"]
@@ -214,8 +314,12 @@ def test_history_records_first_pass_only(raw):
 def test_unported_surface(raw):
     surface = pf.derive(raw, TODAY)["surface"]
     mods = {m["module"]: m for m in surface["modules"]}
-    assert mods["eryx.map_utils"]["ported"] == 1 and mods["eryx.map_utils"]["total"] == 2
-    assert [u["name"] for u in mods["eryx.models"]["unported"]] == ["eryx.models.OnePhonon.__init__"]
+    assert (
+        mods["eryx.map_utils"]["ported"] == 1 and mods["eryx.map_utils"]["total"] == 2
+    )
+    assert [u["name"] for u in mods["eryx.models"]["unported"]] == [
+        "eryx.models.OnePhonon.__init__"
+    ]
     assert surface["total"] == 4 and surface["ported"] == 2
 
 
@@ -231,7 +335,8 @@ def test_port_coverage_of_a_function_body(tmp_path, monkeypatch):
     pkg = tmp_path / "covdemo_pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "mod.py").write_text(textwrap.dedent('''\
+    (pkg / "mod.py").write_text(
+        textwrap.dedent('''\
         def half(x):
             """Half of x, or zero for negatives."""
             if x < 0:
@@ -245,7 +350,8 @@ def test_port_coverage_of_a_function_body(tmp_path, monkeypatch):
             def never():
                 a = 1
                 return a
-        '''))
+        ''')
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     data = tmp_path / ".coverage"
     cov = coverage.Coverage(data_file=str(data), source=[str(pkg)], config_file=False)
@@ -257,8 +363,15 @@ def test_port_coverage_of_a_function_body(tmp_path, monkeypatch):
     finally:
         cov.stop()
     cov.save()
-    got = pf.port_coverage(["covdemo_pkg.mod.half", "covdemo_pkg.mod.Box.never", "covdemo_pkg.mod.gone"], data)
-    assert got == {"covdemo_pkg.mod.half": 75, "covdemo_pkg.mod.Box.never": 0, "covdemo_pkg.mod.gone": None}
+    got = pf.port_coverage(
+        ["covdemo_pkg.mod.half", "covdemo_pkg.mod.Box.never", "covdemo_pkg.mod.gone"],
+        data,
+    )
+    assert got == {
+        "covdemo_pkg.mod.half": 75,
+        "covdemo_pkg.mod.Box.never": 0,
+        "covdemo_pkg.mod.gone": None,
+    }
 
 
 # ---------------------------------------------------------------- the command
@@ -293,13 +406,28 @@ def project(tmp_path, monkeypatch):
     from trace_tools import store
 
     (tmp_path / "functions.toml").write_text(FUNCTIONS_TOML)
-    for function, scenarios in ((GRID, ["5zck-s1", "7n2h-s1"]), (SYM, ["5zck-s1", "2ol9-s1"])):
-        calls = [Call(function=function, scenario=s, index=0, args={"x": np.arange(3.0)}, passed=("x",),
-                      result=np.ones(2)) for s in scenarios]
-        store.save_trace(Trace(function=function, provenance={"package": "eryx"}, calls=calls),
-                         store.trace_path(function, tmp_path / "data"))
+    for function, scenarios in (
+        (GRID, ["5zck-s1", "7n2h-s1"]),
+        (SYM, ["5zck-s1", "2ol9-s1"]),
+    ):
+        calls = [
+            Call(
+                function=function,
+                scenario=s,
+                index=0,
+                args={"x": np.arange(3.0)},
+                passed=("x",),
+                result=np.ones(2),
+            )
+            for s in scenarios
+        ]
+        store.save_trace(
+            Trace(function=function, provenance={"package": "eryx"}, calls=calls),
+            store.trace_path(function, tmp_path / "data"),
+        )
     module = f"fakeports_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(f'''\
+    (tmp_path / f"{module}.py").write_text(
+        textwrap.dedent(f'''\
         from trace_tools.registry import parity
 
         @parity("{GRID}", port="{module}.generate_grid")
@@ -309,42 +437,77 @@ def project(tmp_path, monkeypatch):
         @parity("{RES}", port="{module}.compute_resolution")
         def _(call):
             return call.result, call.result
-        '''))
+        ''')
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(reg, "REGISTRY", {})  # the fake module registers into a fresh registry
+    monkeypatch.setattr(
+        reg, "REGISTRY", {}
+    )  # the fake module registers into a fresh registry
     results = tmp_path / "results"
     results.mkdir()
-    return {"root": tmp_path, "module": module, "results": results, "out": tmp_path / "progress"}
+    return {
+        "root": tmp_path,
+        "module": module,
+        "results": results,
+        "out": tmp_path / "progress",
+    }
 
 
 def _write_results(folder, records_by_worker):
     for worker, records in records_by_worker.items():
         with open(folder / f"{worker}.jsonl", "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+            fh.writelines(json.dumps(rec, sort_keys=True) + "\n" for rec in records)
 
 
 def _run(project, *extra, today=TODAY):
     parser = argparse.ArgumentParser()
     progress.configure_progress(parser)
     root = project["root"]
-    args = parser.parse_args([
-        "--out", str(project["out"]), "--results", str(project["results"]),
-        "--functions", str(root / "functions.toml"), "--traces", str(root / "data"),
-        "--registry", project["module"], "--coverage", str(root / "none.coverage"),
-        "--benchmarks", str(root / "none.json"), "--inventory", str(root / "none-api.json"),
-        "--today", today, *extra,
-    ])
+    args = parser.parse_args(
+        [
+            "--out",
+            str(project["out"]),
+            "--results",
+            str(project["results"]),
+            "--functions",
+            str(root / "functions.toml"),
+            "--traces",
+            str(root / "data"),
+            "--registry",
+            project["module"],
+            "--coverage",
+            str(root / "none.coverage"),
+            "--benchmarks",
+            str(root / "none.json"),
+            "--inventory",
+            str(root / "none-api.json"),
+            "--today",
+            today,
+            *extra,
+        ]
+    )
     return progress.run_progress(args)
 
 
 def _pytest_like_results(project, grid_outcome="passed"):
-    _write_results(project["results"], {
-        "gw0": [_res(GRID, "5zck-s1-call0", err=1e-16),
-                _res(SYM, "5zck-s1-call0", outcome="xfailed", err=None)],
-        "gw1": [_res(GRID, "7n2h-s1-call0", outcome=grid_outcome, err=2e-9 if grid_outcome == "failed" else 1e-15),
-                _res(SYM, "2ol9-s1-call0", outcome="xfailed", err=None)],
-    })
+    _write_results(
+        project["results"],
+        {
+            "gw0": [
+                _res(GRID, "5zck-s1-call0", err=1e-16),
+                _res(SYM, "5zck-s1-call0", outcome="xfailed", err=None),
+            ],
+            "gw1": [
+                _res(
+                    GRID,
+                    "7n2h-s1-call0",
+                    outcome=grid_outcome,
+                    err=2e-9 if grid_outcome == "failed" else 1e-15,
+                ),
+                _res(SYM, "2ol9-s1-call0", outcome="xfailed", err=None),
+            ],
+        },
+    )
 
 
 def test_command_writes_dashboard_from_pytest_results(project, capsys):
@@ -352,13 +515,24 @@ def test_command_writes_dashboard_from_pytest_results(project, capsys):
     assert _run(project) == 0
     out = project["out"]
     md = (out / "PROGRESS.md").read_text()
-    assert "| eryx.map_utils.generate_grid | " + project["module"] + ".generate_grid | done | 2 calls, 2 scenarios " \
-           "| pass 2/2 | <1e-14 | n/a | — |" in md
+    assert (
+        "| eryx.map_utils.generate_grid | "
+        + project["module"]
+        + ".generate_grid | done | 2 calls, 2 scenarios "
+        "| pass 2/2 | <1e-14 | n/a | — |" in md
+    )
     assert "| eryx.pdb.sym_str_as_matrix | not ported | not ported |" in md
-    assert "- `eryx.map_utils.compute_resolution`" in md  # listed, ported, never recorded
+    assert (
+        "- `eryx.map_utils.compute_resolution`" in md
+    )  # listed, ported, never recorded
     assert "| FFTOps.fft_3d | core utilities | torch.fft |" in md
-    assert str(project["root"]) not in md and str(project["root"]) not in (out / "index.html").read_text()
-    assert (out / "completion.svg").read_text().startswith("<svg") and "(completion.svg)" in md
+    assert (
+        str(project["root"]) not in md
+        and str(project["root"]) not in (out / "index.html").read_text()
+    )
+    assert (out / "completion.svg").read_text().startswith(
+        "<svg"
+    ) and "(completion.svg)" in md
     assert ">map_utils.generate_grid<" in (out / "parity-errors.svg").read_text()
     history = json.loads((out / "history.json").read_text())
     assert history == {"first_passed": {}}  # CP3 needs compute_resolution too
@@ -370,7 +544,11 @@ def test_check_passes_on_fresh_and_fails_on_stale_dashboard(project, capsys):
     assert _run(project) == 0
     # the stamp line is ignored
     md_path = project["out"] / "PROGRESS.md"
-    md_path.write_text(md_path.read_text().replace(STAMP_PREFIX, STAMP_PREFIX + "1999-01-01 00:00 UTC, was "))
+    md_path.write_text(
+        md_path.read_text().replace(
+            STAMP_PREFIX, STAMP_PREFIX + "1999-01-01 00:00 UTC, was "
+        )
+    )
     capsys.readouterr()
     assert _run(project, "--check") == 0
     assert "up to date" in capsys.readouterr().out
@@ -378,7 +556,8 @@ def test_check_passes_on_fresh_and_fails_on_stale_dashboard(project, capsys):
     _pytest_like_results(project, grid_outcome="failed")
     assert _run(project, "--check") == 1
     err = capsys.readouterr().err
-    assert "stale" in err and "PROGRESS.md differs" in err and "fail 1/2" in err
+    assert "stale" in err and "PROGRESS.md differs" in err and "index.html differs" in err
+    assert "+| core functions | 2 | 0 | 1 | 1 | 0 | In Progress | 0% |" in err
 
     assert _run(project) == 0
     assert _run(project, "--check") == 0
@@ -396,10 +575,16 @@ def test_checkpoint_date_is_kept_once_earned(project, capsys):
     _pytest_like_results(project)
     _write_results(project["results"], {"gw2": [_res(RES, "5zck-s1-call0")]})
     assert _run(project, today="2026-03-03") == 0
-    assert json.loads((project["out"] / "history.json").read_text())["first_passed"] == {"CP3": "2026-03-03"}
+    assert json.loads((project["out"] / "history.json").read_text())[
+        "first_passed"
+    ] == {"CP3": "2026-03-03"}
     assert _run(project, today="2026-04-04") == 0
-    assert json.loads((project["out"] / "history.json").read_text())["first_passed"] == {"CP3": "2026-03-03"}
-    assert "| CP3 | Map Utils Complete |" in (project["out"] / "PROGRESS.md").read_text()
+    assert json.loads((project["out"] / "history.json").read_text())[
+        "first_passed"
+    ] == {"CP3": "2026-03-03"}
+    assert (
+        "| CP3 | Map Utils Complete |" in (project["out"] / "PROGRESS.md").read_text()
+    )
     # the check does not write history: a checkpoint passing for the first time makes the dashboard stale
     (project["out"] / "history.json").write_text('{"first_passed": {}}\n')
     assert _run(project, "--check") == 1
@@ -409,14 +594,22 @@ def test_bad_results_file_is_one_clear_error(project, capsys):
     (project["results"] / "gw0.jsonl").write_text("not json\n")
     assert _run(project) == 2
     err = capsys.readouterr().err
-    assert err.startswith("trace-tools progress: gw0.jsonl line 1: not JSON") and "Traceback" not in err
+    assert (
+        err.startswith("trace-tools progress: gw0.jsonl line 1: not JSON")
+        and "Traceback" not in err
+    )
 
 
 def test_committed_inventory_lists_the_public_api():
     inventory = pf.load_inventory()
     if inventory is None:
-        pytest.fail("traces/eryx_api.json is missing: make it with `trace-tools progress --inventory-from`")
+        pytest.fail(
+            "traces/eryx_api.json is missing: make it with `trace-tools progress --inventory-from`"
+        )
     names = {i["name"] for i in inventory}
-    assert {"eryx.models.OnePhonon.apply_disorder", "eryx.scatter.structure_factors",
-            "eryx.pdb.GaussianNetworkModel.__init__"} <= names
+    assert {
+        "eryx.models.OnePhonon.apply_disorder",
+        "eryx.scatter.structure_factors",
+        "eryx.pdb.GaussianNetworkModel.__init__",
+    } <= names
     assert all(i["kind"] in ("function", "method", "class") for i in inventory)

@@ -45,7 +45,9 @@ def pytest_configure(config) -> None:
     if worker and _SESSION not in config.workerinput:
         return  # the controller has coverage off
     sid = config.workerinput[_SESSION] if worker else f"{os.getpid()}-{time.time_ns()}"
-    config.pluginmanager.register(_CoverageRun(config, sid, worker), "eryx-port-coverage-run")
+    config.pluginmanager.register(
+        _CoverageRun(config, sid, worker), "eryx-port-coverage-run"
+    )
 
 
 class _CoverageRun:
@@ -65,19 +67,28 @@ class _CoverageRun:
 
         self.session_dir.mkdir(parents=True, exist_ok=True)
         self.cov = coverage.Coverage(
-            data_file=str(self.session_dir / ".coverage"), data_suffix=True, source=["eryx_port"], config_file=False
+            data_file=str(self.session_dir / ".coverage"),
+            data_suffix=True,
+            source=["eryx_port"],
+            config_file=False,
         )
         # A run that imports no port code (e.g. only trace-tools tests) is fine.
-        self.cov.set_option("run:disable_warnings", ["module-not-imported", "no-data-collected"])
+        self.cov.set_option(
+            "run:disable_warnings", ["module-not-imported", "no-data-collected"]
+        )
         self.cov.start()
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node) -> None:  # pytest-xdist: hand the run's folder to each worker
+    def pytest_configure_node(
+        self, node
+    ) -> None:  # pytest-xdist: hand the run's folder to each worker
         node.workerinput[_SESSION] = self.sid
 
     def pytest_runtest_logreport(self, report) -> None:
         # In the xdist controller this sees every worker's reports too.
-        if report.when == "call" and ("parity" in report.keywords or "gradcheck" in report.keywords):
+        if report.when == "call" and (
+            "parity" in report.keywords or "gradcheck" in report.keywords
+        ):
             self.ran_cases = True
 
     def _stop(self) -> None:
@@ -85,9 +96,14 @@ class _CoverageRun:
             return
         cov, self.cov = self.cov, None
         cov.stop()
+        from coverage.exceptions import CoverageException
+
         try:
             cov.save()
-        except Exception as exc:  # coverage is lost, the tests are not
+        except (
+            OSError,
+            CoverageException,
+        ) as exc:  # coverage is lost, the tests are not
             self._warn(f"could not save coverage data: {exc}")
 
     def _warn(self, message: str) -> None:
@@ -100,16 +116,23 @@ class _CoverageRun:
         self._stop()
         if self.worker:
             return
+        from coverage.exceptions import CoverageException
+
         try:
             parts = sorted(str(p) for p in self.session_dir.glob(".coverage.*"))
             if parts and self.ran_cases:
                 import coverage
 
-                combined = coverage.Coverage(data_file=str(self.session_dir / ".coverage"), config_file=False)
+                combined = coverage.Coverage(
+                    data_file=str(self.session_dir / ".coverage"), config_file=False
+                )
                 combined.combine(parts, keep=False)
                 combined.save()
                 (self.session_dir / ".coverage").replace(self.folder / ".coverage")
-        except Exception as exc:  # never fail a test run over coverage data
+        except (
+            OSError,
+            CoverageException,
+        ) as exc:  # never fail a test run over coverage data
             self._warn(f"could not combine coverage data: {exc}")
         finally:
             shutil.rmtree(self.session_dir, ignore_errors=True)

@@ -46,24 +46,65 @@ class ProgressError(RuntimeError):
 
 
 def configure_progress(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 when the dashboard in --out differs from what would be written")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "progress", help="dashboard folder (default progress/)")
-    parser.add_argument("--results", type=Path, default=pf.RESULTS_DIR,
-                        help="folder of the test run's *.jsonl results (default build/trace-results)")
-    parser.add_argument("--coverage", type=Path, default=pf.COVERAGE_FILE,
-                        help="coverage.py data file (default build/coverage/.coverage)")
-    parser.add_argument("--traces", type=Path, default=traces_dir() / "data", help="trace folder (default traces/data)")
-    parser.add_argument("--functions", type=Path, default=pf.FUNCTIONS_FILE,
-                        help="function list (default traces/functions.toml)")
-    parser.add_argument("--benchmarks", type=Path, default=pf.BENCHMARKS_FILE,
-                        help="benchmark results (default benchmarks/results.json)")
-    parser.add_argument("--inventory", type=Path, default=pf.INVENTORY_FILE,
-                        help="API inventory of the NumPy package (default traces/eryx_api.json)")
-    parser.add_argument("--registry", default="eryx_port.parity", help="module that registers the ports")
-    parser.add_argument("--inventory-from", type=Path, metavar="SOURCE",
-                        help="import the NumPy package from SOURCE, write its API inventory to --inventory, and stop")
-    parser.add_argument("--today", help=argparse.SUPPRESS)  # fixed date for tests (YYYY-MM-DD)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write; exit 1 when the dashboard in --out differs from what would be written",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "progress",
+        help="dashboard folder (default progress/)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=pf.RESULTS_DIR,
+        help="folder of the test run's *.jsonl results (default build/trace-results)",
+    )
+    parser.add_argument(
+        "--coverage",
+        type=Path,
+        default=pf.COVERAGE_FILE,
+        help="coverage.py data file (default build/coverage/.coverage)",
+    )
+    parser.add_argument(
+        "--traces",
+        type=Path,
+        default=traces_dir() / "data",
+        help="trace folder (default traces/data)",
+    )
+    parser.add_argument(
+        "--functions",
+        type=Path,
+        default=pf.FUNCTIONS_FILE,
+        help="function list (default traces/functions.toml)",
+    )
+    parser.add_argument(
+        "--benchmarks",
+        type=Path,
+        default=pf.BENCHMARKS_FILE,
+        help="benchmark results (default benchmarks/results.json)",
+    )
+    parser.add_argument(
+        "--inventory",
+        type=Path,
+        default=pf.INVENTORY_FILE,
+        help="API inventory of the NumPy package (default traces/eryx_api.json)",
+    )
+    parser.add_argument(
+        "--registry", default="eryx_port.parity", help="module that registers the ports"
+    )
+    parser.add_argument(
+        "--inventory-from",
+        type=Path,
+        metavar="SOURCE",
+        help="import the NumPy package from SOURCE, write its API inventory to --inventory, and stop",
+    )
+    parser.add_argument(
+        "--today", help=argparse.SUPPRESS
+    )  # fixed date for tests (YYYY-MM-DD)
 
 
 def run_progress(args: argparse.Namespace) -> int:
@@ -88,7 +129,9 @@ def gather(args: argparse.Namespace) -> dict[str, Any]:
 
         registry = pf.registry_facts(load_registry(args.registry))
     except ImportError as exc:
-        raise ProgressError(f"cannot load the port registry {args.registry}: {exc}") from None
+        raise ProgressError(
+            f"cannot load the port registry {args.registry}: {exc}"
+        ) from None
     coverage = pf.port_coverage((e["port"] for e in registry.values()), args.coverage)
     return {
         "function_list": flist,
@@ -104,7 +147,7 @@ def gather(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     today = args.today or now.strftime("%Y-%m-%d")
     raw = gather(args)
     if args.check and raw["results"] is None:
@@ -128,14 +171,22 @@ def _dashboard(args: argparse.Namespace) -> int:
     for name, text in pages.items():
         (args.out / name).write_text(text, encoding="utf-8")
     history_path = args.out / HISTORY
-    if not history_path.is_file() or history_path.read_text(encoding="utf-8") != history_text:
+    if (
+        not history_path.is_file()
+        or history_path.read_text(encoding="utf-8") != history_text
+    ):
         history_path.write_text(history_text, encoding="utf-8")
     o = facts["overall"]
-    print(f"wrote {_rel(args.out)}/PROGRESS.md, index.html and pictures: {o['done']}/{o['functions']} functions done "
-          f"({o['completion']}%), {sum(c['passed'] for c in facts['checkpoints'])}/{len(facts['checkpoints'])} "
-          "checkpoints")
+    print(
+        f"wrote {_rel(args.out)}/PROGRESS.md, index.html and pictures: {o['done']}/{o['functions']} functions done "
+        f"({o['completion']}%), {sum(c['passed'] for c in facts['checkpoints'])}/{len(facts['checkpoints'])} "
+        "checkpoints"
+    )
     if raw["results"] is None:
-        print("warning: no test results found; run `pytest -n auto` first", file=sys.stderr)
+        print(
+            "warning: no test results found; run `pytest -n auto` first",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -143,7 +194,9 @@ def _without_stamp(text: str) -> list[str]:
     return STAMP_RE.sub("", text).splitlines()
 
 
-def _check(out: Path, pages: dict[str, str], history_text: str, raw: dict[str, Any]) -> int:
+def _check(
+    out: Path, pages: dict[str, str], history_text: str, raw: dict[str, Any]
+) -> int:
     stale = []
     for name, fresh in pages.items():
         path = out / name
@@ -153,21 +206,37 @@ def _check(out: Path, pages: dict[str, str], history_text: str, raw: dict[str, A
         old = _without_stamp(path.read_text(encoding="utf-8"))
         new = _without_stamp(fresh)
         if old != new:
-            diff = list(difflib.unified_diff(old, new, f"committed {name}", f"current {name}", n=0, lineterm=""))
+            diff = list(
+                difflib.unified_diff(
+                    old, new, f"committed {name}", f"current {name}", n=0, lineterm=""
+                )
+            )
             changed = sum(1 for d in diff[2:] if d[:1] in "+-")
-            shown = [d[:160] for d in diff[2:] if not d.startswith("@@")][:12]
-            stale.append(f"{_rel(path)} differs ({changed} changed lines):\n    " + "\n    ".join(shown))
+            shown = [d[:160] for d in diff[2:] if not d.startswith("@@")][:6]
+            stale.append(
+                f"{_rel(path)} differs ({changed} changed lines):\n    "
+                + "\n    ".join(shown)
+            )
     history_path = out / HISTORY
-    if not history_path.is_file() or history_path.read_text(encoding="utf-8") != history_text:
+    if (
+        not history_path.is_file()
+        or history_path.read_text(encoding="utf-8") != history_text
+    ):
         stale.append(f"{_rel(history_path)} lacks a checkpoint date")
     if not stale:
         print(f"{_rel(out)} is up to date")
         return 0
-    print("the progress dashboard is stale: regenerate it with `trace-tools progress` and commit it", file=sys.stderr)
+    print(
+        "the progress dashboard is stale: regenerate it with `trace-tools progress` and commit it",
+        file=sys.stderr,
+    )
     for item in stale:
         print(f"  {item}", file=sys.stderr)
     if not raw["coverage"]:
-        print("  note: no coverage data was found (build/coverage/.coverage)", file=sys.stderr)
+        print(
+            "  note: no coverage data was found (build/coverage/.coverage)",
+            file=sys.stderr,
+        )
     return 1
 
 
@@ -192,7 +261,9 @@ def api_inventory(package: str) -> tuple[list[dict[str, str]], list[str]]:
     for info in pkgutil.walk_packages(root.__path__, prefix=package + "."):
         try:
             modules.append(importlib.import_module(info.name))
-        except Exception as exc:  # an optional dependency missing: list the module, keep going
+        except (
+            ImportError
+        ) as exc:  # an optional dependency missing: list the module, keep going
             skipped.append(f"{info.name}: {type(exc).__name__}")
     names: list[dict[str, str]] = []
     for mod in modules:
@@ -210,7 +281,13 @@ def api_inventory(package: str) -> tuple[list[dict[str, str]], list[str]]:
                     if isinstance(member, (staticmethod, classmethod)):
                         member = member.__func__
                     if inspect.isfunction(member):
-                        names.append({"name": f"{qual}.{meth}", "kind": "method", "module": mod.__name__})
+                        names.append(
+                            {
+                                "name": f"{qual}.{meth}",
+                                "kind": "method",
+                                "module": mod.__name__,
+                            }
+                        )
     names.sort(key=lambda n: n["name"])
     return names, sorted(skipped)
 
@@ -223,8 +300,12 @@ def _write_inventory(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(source))
     names, skipped = api_inventory(package)
     try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = ""
     data = {
@@ -236,6 +317,8 @@ def _write_inventory(args: argparse.Namespace) -> int:
     }
     args.inventory.parent.mkdir(parents=True, exist_ok=True)
     args.inventory.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {_rel(args.inventory)}: {len(names)} names of {package}"
-          + (f"; modules not importable: {', '.join(skipped)}" if skipped else ""))
+    print(
+        f"wrote {_rel(args.inventory)}: {len(names)} names of {package}"
+        + (f"; modules not importable: {', '.join(skipped)}" if skipped else "")
+    )
     return 0

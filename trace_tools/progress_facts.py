@@ -15,13 +15,20 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .paths import REPO_ROOT, traces_dir
 
-PHASES = ("core utilities", "adapters", "core functions", "OnePhonon model", "integration")
+PHASES = (
+    "core utilities",
+    "adapters",
+    "core functions",
+    "OnePhonon model",
+    "integration",
+)
 
 RESULTS_DIR = REPO_ROOT / "build" / "trace-results"
 COVERAGE_FILE = REPO_ROOT / "build" / "coverage" / ".coverage"
@@ -42,7 +49,11 @@ COMPLETION_RULE = (
 # Checkpoints of the seed plan; each is a rule over the function statuses.
 # select: fnmatch patterns over NumPy names, or "phase:<name>"; extra: further conditions.
 CHECKPOINTS: tuple[dict[str, Any], ...] = (
-    {"id": "CP1", "title": "Core Utilities Complete", "select": ["phase:core utilities"]},
+    {
+        "id": "CP1",
+        "title": "Core Utilities Complete",
+        "select": ["phase:core utilities"],
+    },
     {"id": "CP2", "title": "Adapters Complete", "select": ["phase:adapters"]},
     {"id": "CP3", "title": "Map Utils Complete", "select": ["eryx.map_utils.*"]},
     {"id": "CP4", "title": "Scatter Complete", "select": ["eryx.scatter.*"]},
@@ -80,7 +91,11 @@ CHECKPOINTS: tuple[dict[str, Any], ...] = (
         "title": "Covariance Matrix Complete",
         "select": ["eryx.models.OnePhonon.compute_covariance_matrix"],
     },
-    {"id": "CP9", "title": "Apply Disorder Complete", "select": ["eryx.models.OnePhonon.apply_disorder"]},
+    {
+        "id": "CP9",
+        "title": "Apply Disorder Complete",
+        "select": ["eryx.models.OnePhonon.apply_disorder"],
+    },
     {
         "id": "CP10",
         "title": "End-to-End Integration Complete",
@@ -117,7 +132,9 @@ def error_bucket(err: float | None) -> str:
         return "nan" if math.isnan(err) else "inf"
     if err < 1e-14:
         return "<1e-14"
-    exponent = math.ceil(math.log10(err) - 1e-9)  # 1e-12 itself stays in the 1e-12 bucket
+    exponent = math.ceil(
+        math.log10(err) - 1e-9
+    )  # 1e-12 itself stays in the 1e-12 bucket
     return f"1e{exponent:+d}".replace("+", "") if exponent != 0 else "1"
 
 
@@ -139,14 +156,25 @@ def load_function_list(path: Path | None = None) -> dict[str, Any]:
     """``{"package", "functions": [{name, phase, notes}], "seed_only": [...]}`` from functions.toml."""
     path = Path(path) if path is not None else FUNCTIONS_FILE
     if not path.is_file():
-        return {"package": "eryx", "functions": [], "seed_only": [], "missing_file": path.name}
+        return {
+            "package": "eryx",
+            "functions": [],
+            "seed_only": [],
+            "missing_file": path.name,
+        }
     with open(path, "rb") as fh:
         table = tomllib.load(fh)
 
     def entries(key: str) -> list[dict[str, str]]:
         out = []
         for item in table.get(key, []):
-            out.append({"name": item["name"], "phase": item.get("phase", ""), "notes": item.get("notes", "")})
+            out.append(
+                {
+                    "name": item["name"],
+                    "phase": item.get("phase", ""),
+                    "notes": item.get("notes", ""),
+                }
+            )
         return out
 
     return {
@@ -156,7 +184,9 @@ def load_function_list(path: Path | None = None) -> dict[str, Any]:
     }
 
 
-def load_trace_summaries(folder: Path | None = None) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def load_trace_summaries(
+    folder: Path | None = None,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """``({function: {"calls", "scenarios", "truncated", "commit"}}, problems)`` from the stored traces."""
     try:
         from . import store
@@ -173,7 +203,10 @@ def load_trace_summaries(folder: Path | None = None) -> tuple[dict[str, dict[str
         try:
             if read is not None:
                 manifest = read(path)
-                function, provenance = manifest["function"], manifest.get("provenance") or {}
+                function, provenance = (
+                    manifest["function"],
+                    manifest.get("provenance") or {},
+                )
                 scenarios = [c["scenario"] for c in manifest["calls"]]
                 truncated = manifest.get("truncated", False)
             else:
@@ -182,13 +215,19 @@ def load_trace_summaries(folder: Path | None = None) -> tuple[dict[str, dict[str
                 scenarios = [c.scenario for c in trace.calls]
                 truncated = trace.truncated
         except ValueError as exc:  # TraceError names the file and the problem
-            problems.append(str(exc).replace(str(folder) + "/", "").replace(str(REPO_ROOT) + "/", ""))
+            problems.append(
+                str(exc)
+                .replace(str(folder) + "/", "")
+                .replace(str(REPO_ROOT) + "/", "")
+            )
             continue
         summaries[function] = {
             "calls": len(scenarios),
             "scenarios": sorted(set(scenarios)),
             "truncated": bool(truncated),
-            "commit": str(provenance.get("source_commit") or provenance.get("commit") or "")[:7],
+            "commit": str(
+                provenance.get("source_commit") or provenance.get("commit") or ""
+            )[:7],
         }
     return summaries, problems
 
@@ -207,9 +246,16 @@ def load_results(folder: Path | None = None) -> list[dict[str, Any]] | None:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path.name} line {lineno}: not JSON ({exc.msg})") from None
-            if not isinstance(rec, dict) or not {"function", "kind", "case", "outcome"} <= rec.keys():
-                raise ValueError(f"{path.name} line {lineno}: a result needs function, kind, case and outcome")
+                raise ValueError(
+                    f"{path.name} line {lineno}: not JSON ({exc.msg})"
+                ) from None
+            if (
+                not isinstance(rec, dict)
+                or not {"function", "kind", "case", "outcome"} <= rec.keys()
+            ):
+                raise ValueError(
+                    f"{path.name} line {lineno}: a result needs function, kind, case and outcome"
+                )
             records.append(rec)
     return records
 
@@ -262,9 +308,9 @@ def load_history(path: Path) -> dict[str, str]:
 
 def _body_lines(qualname: str) -> tuple[str, range] | None:
     """Source file and body line range of a port function given by its dotted name, or None."""
+    import ast
     import importlib
     import inspect
-    import ast
     import textwrap
 
     parts = qualname.split(".")
@@ -296,7 +342,10 @@ def _body_lines(qualname: str) -> tuple[str, range] | None:
         return None
     tree = ast.parse(textwrap.dedent("".join(lines)))
     node = tree.body[0] if tree.body else None
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+    if (
+        isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and node.body
+    ):
         # Decorators and the def line run at import; only the body tells whether tests reached it.
         first = start + node.body[0].lineno - 1
     else:
@@ -304,13 +353,16 @@ def _body_lines(qualname: str) -> tuple[str, range] | None:
     return str(Path(filename).resolve()), range(first, start + len(lines))
 
 
-def port_coverage(port_names: Iterable[str], data_file: Path | None = None) -> dict[str, int | None]:
+def port_coverage(
+    port_names: Iterable[str], data_file: Path | None = None
+) -> dict[str, int | None]:
     """Integer line coverage (percent) of each port function's body, from coverage.py data."""
     data_file = Path(data_file) if data_file is not None else COVERAGE_FILE
     names = sorted(set(port_names))
     if not data_file.is_file():
         return {}
     import coverage
+    from coverage.exceptions import CoverageException
 
     cov = coverage.Coverage(data_file=str(data_file))
     cov.load()
@@ -329,7 +381,9 @@ def port_coverage(port_names: Iterable[str], data_file: Path | None = None) -> d
             executed = set(data.lines(recorded) or ()) if recorded else set()
             try:
                 statements = set(cov.analysis2(filename)[1])
-            except Exception:  # coverage cannot parse it: report no figure rather than a wrong one
+            except (
+                CoverageException
+            ):  # coverage cannot parse it: report no figure rather than a wrong one
                 statements = set()
             analysed[filename] = (statements, executed)
         statements, executed = analysed[filename]
@@ -354,7 +408,12 @@ def _case_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         if err is not None and outcome in ("passed", "failed"):
             errors.append(float(err))
     worst = max(errors, key=lambda e: (math.isnan(e), e)) if errors else None
-    return {"counts": counts, "cases": len(records), "max_rel_err": worst, "errors": errors}
+    return {
+        "counts": counts,
+        "cases": len(records),
+        "max_rel_err": worst,
+        "errors": errors,
+    }
 
 
 def _parity_status(summary: dict[str, Any], ported: bool) -> str:
@@ -394,8 +453,12 @@ def function_row(
     name = item["name"]
     entry = registry.get(name)
     ported = entry is not None
-    parity = _case_summary([r for r in results if r["function"] == name and r["kind"] == "parity"])
-    grad = _case_summary([r for r in results if r["function"] == name and r["kind"] == "gradcheck"])
+    parity = _case_summary(
+        [r for r in results if r["function"] == name and r["kind"] == "parity"]
+    )
+    grad = _case_summary(
+        [r for r in results if r["function"] == name and r["kind"] == "gradcheck"]
+    )
     grad_inputs = entry["grad_inputs"] if entry else []
     parity_status = _parity_status(parity, ported)
     grad_status = _grad_status(grad, grad_inputs)
@@ -447,7 +510,11 @@ def _bucket_counts(errors: list[float]) -> dict[str, int]:
 def _tolerance_text(entry: dict[str, Any]) -> str:
     from .registry import DEFAULT_RTOL
 
-    if entry["rtol"] == DEFAULT_RTOL and entry["atol"] is None and not entry["tolerance_reason"]:
+    if (
+        entry["rtol"] == DEFAULT_RTOL
+        and entry["atol"] is None
+        and not entry["tolerance_reason"]
+    ):
         return ""
     text = f"rtol {_sci(entry['rtol'])}"
     if entry["atol"] is not None:
@@ -496,7 +563,9 @@ def derive(raw: dict[str, Any], today: str) -> dict[str, Any]:
     registry = raw.get("registry", {})
     flist = raw["function_list"]
     rows = [
-        function_row(item, registry, raw.get("traces", {}), results, raw.get("coverage", {}))
+        function_row(
+            item, registry, raw.get("traces", {}), results, raw.get("coverage", {})
+        )
         for item in sorted(flist["functions"], key=lambda f: f["name"])
     ]
     phase_names = list(PHASES) + sorted({r["phase"] for r in rows} - set(PHASES))
@@ -516,7 +585,9 @@ def derive(raw: dict[str, Any], today: str) -> dict[str, Any]:
                 "untested": sum(r["status"] == UNTESTED for r in members),
                 "not_ported": sum(r["status"] == NOT_PORTED for r in members),
                 "completion": _percent(done, len(members)),
-                "state": _phase_state(done, len(members), started) if members else "No functions listed",
+                "state": _phase_state(done, len(members), started)
+                if members
+                else "No functions listed",
                 "rows": members,
             }
         )
@@ -528,7 +599,9 @@ def derive(raw: dict[str, Any], today: str) -> dict[str, Any]:
         "untested": sum(r["status"] == UNTESTED for r in rows),
         "not_ported": sum(r["status"] == NOT_PORTED for r in rows),
         "completion": _percent(done_all, len(rows)),
-        "state": _phase_state(done_all, len(rows), sum(r["status"] != NOT_PORTED for r in rows)),
+        "state": _phase_state(
+            done_all, len(rows), sum(r["status"] != NOT_PORTED for r in rows)
+        ),
     }
 
     history = dict(raw.get("history", {}))
@@ -569,8 +642,12 @@ def derive(raw: dict[str, Any], today: str) -> dict[str, Any]:
         "history_new": dict(sorted(history.items(), key=lambda kv: _cp_number(kv[0]))),
         "missing_traces": missing,
         "trace_problems": sorted(raw.get("trace_problems", [])),
-        "trace_commits": sorted({t["commit"] for t in raw.get("traces", {}).values() if t.get("commit")}),
-        "seed_only": sorted(flist.get("seed_only", []), key=lambda s: (s["phase"], s["name"])),
+        "trace_commits": sorted(
+            {t["commit"] for t in raw.get("traces", {}).values() if t.get("commit")}
+        ),
+        "seed_only": sorted(
+            flist.get("seed_only", []), key=lambda s: (s["phase"], s["name"])
+        ),
         "registered_unlisted": registered_unlisted,
         "surface": _surface(raw.get("inventory"), registry, {r["name"] for r in rows}),
         "benchmarks": _benchmarks(raw.get("benchmarks")),
@@ -593,7 +670,9 @@ def _surface(
         if kind == "class":
             continue  # a class is covered through its methods
         module = item.get("module") or name.rsplit(".", 1)[0]
-        m = modules.setdefault(module, {"module": module, "total": 0, "ported": 0, "unported": []})
+        m = modules.setdefault(
+            module, {"module": module, "total": 0, "ported": 0, "unported": []}
+        )
         m["total"] += 1
         if name in registry:
             m["ported"] += 1
@@ -611,7 +690,9 @@ def _benchmarks(bench: dict[str, Any] | None) -> dict[str, Any] | None:
     if not bench:
         return None
     cases = []
-    for case in sorted(bench.get("cases", []), key=lambda c: (str(c.get("case")), str(c.get("stage")))):
+    for case in sorted(
+        bench.get("cases", []), key=lambda c: (str(c.get("case")), str(c.get("stage")))
+    ):
         cases.append(
             {
                 "case": str(case.get("case", "")),
@@ -621,7 +702,10 @@ def _benchmarks(bench: dict[str, Any] | None) -> dict[str, Any] | None:
                 "ratio": case.get("ratio"),
             }
         )
-    errors = {str(k): error_bucket(v) for k, v in sorted((bench.get("max_rel_err") or {}).items())}
+    errors = {
+        str(k): error_bucket(v)
+        for k, v in sorted((bench.get("max_rel_err") or {}).items())
+    }
     return {
         "machine": str(bench.get("machine", "")),
         "date": str(bench.get("date", "")),
