@@ -127,7 +127,7 @@ def write_sections_png(
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import pyplot as plt
 
     from matplotlib.colors import LogNorm, Normalize
 
