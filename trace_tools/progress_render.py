@@ -70,6 +70,14 @@ def _ratio(value: Any) -> str:
     return f"{float(value):.3g}x"
 
 
+COLUMNS_NOTE = (
+    "Traces: recorded calls and scenarios. Parity: passed/replayed cases. Max rel err: the largest "
+    "elementwise relative error |port - eryx| / |eryx| over the parity cases, shown as its decade upper "
+    "bound (<1e-14 below that) so the page reads the same on every CPU. Gradcheck: passed/run "
+    "torch.autograd.gradcheck cases (n/a: no differentiable input registered). Coverage: share of the "
+    "port function's body lines run by the test suite."
+)
+
 FUNCTION_COLUMNS = (
     "NumPy function",
     "Port",
@@ -292,7 +300,7 @@ def render_markdown(facts: dict[str, Any], stamp: str) -> str:
     )
     out.append("")
 
-    out += ["## Functions", ""]
+    out += ["## Functions", "", COLUMNS_NOTE, ""]
     out += [f"![Parity cases per function by largest relative error]({ERRORS_SVG})", ""]
     for p in facts["phases"]:
         out += [f"### {p['name']} ({p['completion']}%)", ""]
@@ -540,6 +548,7 @@ def render_html(facts: dict[str, Any], stamp: str) -> str:
     )
 
     body.append("<h2>Functions</h2>")
+    body.append(f"<p>{_e(COLUMNS_NOTE)}</p>")
     for p in facts["phases"]:
         body.append(f"<h3>{_e(p['name'])} ({p['completion']}%)</h3>")
         if not p["rows"]:
