@@ -209,7 +209,7 @@ def smtry_safe(cell: np.ndarray, ops) -> np.ndarray:
     """Cell edges rounded to 0.01 A and nudged so that no SMTRY translation contains "555": eryx reads every
     REMARK 290 line holding "555" as a symmetry operator (the NNNMMM column), SMTRY lines included."""
     cell = np.round(cell, 2)
-    while any("555" in f"{tran[row] * cell[row]:15.5f}" for _, tran, _ in ops for row in range(3)):
+    while any("555" in f"{tran[row] * cell[row]:16.6f}" for _, tran, _ in ops for row in range(3)):
         cell = cell + np.array([0.0, 0.01, 0.01])
     return cell
 
@@ -221,6 +221,18 @@ def b_factors(atoms) -> np.ndarray:
     return np.round(np.array(b), 2)
 
 
+def _triplet(rot: np.ndarray, tran: np.ndarray) -> str:
+    parts = []
+    for row in range(3):
+        frac = Fraction(tran[row]).limit_denominator(12)
+        text = f"{frac}" if frac else ""
+        for axis, coef in zip("XYZ", rot[row]):
+            if coef:
+                text += ("-" if coef < 0 else ("+" if text else "")) + axis
+        parts.append(text)
+    return ",".join(parts)
+
+
 def pdb_text(atoms, xyz: np.ndarray, cell: np.ndarray, bfac: np.ndarray, ops) -> str:
     lines = [
         "HEADER    SYNTHETIC PEPTIDE                                         XXXX",
@@ -228,21 +240,18 @@ def pdb_text(atoms, xyz: np.ndarray, cell: np.ndarray, bfac: np.ndarray, ops) ->
         "REMARK   1 BUILT BY SCRIPTS/MAKE_DEMO_STRUCTURE.PY (ERYX-PORT), NOT AN",
         "REMARK   1 EXPERIMENTAL STRUCTURE.",
         "REMARK 290",
-        "REMARK 290 CRYSTALLOGRAPHIC SYMMETRY",
-        f"REMARK 290 SYMMETRY OPERATORS FOR SPACE GROUP: {SPACE_GROUP}",
-        "REMARK 290",
-        "REMARK 290      SYMOP   SYMMETRY",
-        "REMARK 290     NNNMMM   OPERATOR",
+        f"REMARK 290 OPERATORS OF {SPACE_GROUP} (NNNMMM: OPERATOR NUMBER NNN, LATTICE SHIFT MMM)",
     ]
-    for i, (_, _, triplet) in enumerate(ops, start=1):
-        lines.append(f"REMARK 290     {i:3d}555   {triplet}")
-    lines += ["REMARK 290", "REMARK 290 CRYSTALLOGRAPHIC SYMMETRY TRANSFORMATIONS"]
+    # operators written translation first ('1/2-X'): same meaning, and eryx reads only the signs of X, Y, Z
+    for i, (rot, tran, _) in enumerate(ops, start=1):
+        lines.append(f"REMARK 290     {i:3d}555   {_triplet(rot, tran)}")
+    lines += ["REMARK 290", "REMARK 290 THE SAME OPERATORS AS CARTESIAN MATRICES AND TRANSLATIONS (A)"]
     for i, (rot, tran, _) in enumerate(ops, start=1):
         for row in range(3):
             r = rot[row]
             # the cell is orthorhombic: fractional translations scale by the cell edges
             t = tran[row] * cell[row]
-            lines.append(f"REMARK 290   SMTRY{row + 1} {i:3d}{r[0]:10.6f}{r[1]:10.6f}{r[2]:10.6f}{t:15.5f}")
+            lines.append(f"REMARK 290   SMTRY{row + 1} {i:3d}{r[0]:10.6f}{r[1]:10.6f}{r[2]:10.6f}{t:16.6f}")
     lines.append("REMARK 290")
     lines.append(
         f"CRYST1{cell[0]:9.3f}{cell[1]:9.3f}{cell[2]:9.3f}{90:7.2f}{90:7.2f}{90:7.2f} {SPACE_GROUP:<11s}{len(ops):4d}"
@@ -260,6 +269,8 @@ def pdb_text(atoms, xyz: np.ndarray, cell: np.ndarray, bfac: np.ndarray, ops) ->
     last = atoms[-1]
     lines.append(f"TER   {len(atoms) + 1:5d}      {last[1]:3s} A{last[0]:4d}")
     lines.append("END")
+    # eryx takes every REMARK 290 line holding "555" for an operator: only the operator lines may
+    assert sum("555" in line for line in lines) == len(ops)
     return "\n".join(line.ljust(80) for line in lines) + "\n"
 
 
