@@ -51,6 +51,10 @@ class UsageError(ValueError):
     """Bad input: reported as one line on stderr with exit status 2."""
 
 
+class ComputeError(RuntimeError):
+    """A computation that failed for a known reason: one line on stderr, exit status 1."""
+
+
 # --------------------------------------------------------------------------- argument parsing
 
 
@@ -196,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         _fail(str(exc))
         return 2
+    except ComputeError as exc:
+        _fail(str(exc))
+        return 1
     except KeyboardInterrupt:
         _fail("interrupted")
         return 130
@@ -412,6 +419,8 @@ def _progress_kwargs(func: Callable, show: bool) -> dict[str, Any]:
 
 def compute_map(model_kwargs: dict[str, Any], *, use_data_adp: bool, device, dtype, stages: Stages):
     """Build OnePhonon and compute its map; returns (model, map reshaped to map_shape as NumPy)."""
+    import torch
+
     from . import models
 
     cls = models.OnePhonon
@@ -422,10 +431,20 @@ def compute_map(model_kwargs: dict[str, Any], *, use_data_adp: bool, device, dty
             model = cls(**kwargs, **_progress_kwargs(cls, show))
         except ValueError as exc:  # the model's own checks of its input (e.g. a P1 file with expand_p1 false)
             raise UsageError(_one_line(exc)) from exc
+        except torch.linalg.LinAlgError as exc:
+            raise _linalg_failure(exc, dtype) from exc
     with stages.stage("diffuse intensity"):
-        flat = model.apply_disorder(use_data_adp=use_data_adp, **_progress_kwargs(model.apply_disorder, show))
+        try:
+            flat = model.apply_disorder(use_data_adp=use_data_adp, **_progress_kwargs(model.apply_disorder, show))
+        except torch.linalg.LinAlgError as exc:
+            raise _linalg_failure(exc, dtype) from exc
         intensity = _to_numpy(flat).reshape(tuple(int(n) for n in model.map_shape))
     return model, intensity
+
+
+def _linalg_failure(exc: Exception, dtype: str) -> ComputeError:
+    hint = " (float32 may be too coarse for these phonon matrices: try --dtype float64)" if dtype == "float32" else ""
+    return ComputeError(f"the phonon computation failed: {_one_line(exc)}{hint}")
 
 
 def _to_numpy(x):

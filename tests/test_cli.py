@@ -330,3 +330,18 @@ def test_run_p1_file_without_expansion_is_refused(tmp_path, pdb_file, capsys, mo
     rc = cli.main(["run", "-c", "p1.yaml", "-t", "OnePhonon"])
     _assert_one_line_error(rc, capsys.readouterr().err, "expand_p1")
     assert entries(tmp_path) == {"p1.yaml"}
+
+
+def test_linear_algebra_failure_is_one_line_with_a_hint(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from eryx_port import models
+
+    def singular(self, *args, **kwargs):
+        torch.linalg.cholesky(torch.zeros(2, 2, dtype=torch.float32))
+
+    monkeypatch.setattr(models.OnePhonon, "apply_disorder", singular)
+    rc = cli.main(["simulate", *SMALL, "--dtype", "float32", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "try --dtype float64" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
