@@ -346,6 +346,9 @@ def test_port_coverage_of_a_function_body(tmp_path, monkeypatch):
 
 
         class Box:
+            def __init__(self):
+                self.a = 1
+
             @staticmethod
             def never():
                 a = 1
@@ -360,18 +363,24 @@ def test_port_coverage_of_a_function_body(tmp_path, monkeypatch):
         from covdemo_pkg import mod
 
         mod.half(4)
+        mod.Box()
     finally:
         cov.stop()
     cov.save()
-    got = pf.port_coverage(
-        ["covdemo_pkg.mod.half", "covdemo_pkg.mod.Box.never", "covdemo_pkg.mod.gone"],
-        data,
-    )
-    assert got == {
-        "covdemo_pkg.mod.half": 75,
-        "covdemo_pkg.mod.Box.never": 0,
-        "covdemo_pkg.mod.gone": None,
-    }
+    names = [
+        "covdemo_pkg.mod.half",
+        "covdemo_pkg.mod.Box.never",
+        "covdemo_pkg.mod.Box",
+        "covdemo_pkg.mod.gone",
+    ]
+    got = pf.port_coverage(names, data)
+    expected = {
+        "half": 75,
+        "Box.never": 0,
+        "Box": 100,
+        "gone": None,
+    }  # a class stands for its __init__
+    assert got == {f"covdemo_pkg.mod.{k}": v for k, v in expected.items()}
 
 
 # ---------------------------------------------------------------- the command
@@ -556,7 +565,9 @@ def test_check_passes_on_fresh_and_fails_on_stale_dashboard(project, capsys):
     _pytest_like_results(project, grid_outcome="failed")
     assert _run(project, "--check") == 1
     err = capsys.readouterr().err
-    assert "stale" in err and "PROGRESS.md differs" in err and "index.html differs" in err
+    assert (
+        "stale" in err and "PROGRESS.md differs" in err and "index.html differs" in err
+    )
     assert "+| core functions | 2 | 0 | 1 | 1 | 0 | In Progress | 0% |" in err
 
     assert _run(project) == 0

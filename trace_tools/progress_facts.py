@@ -332,6 +332,10 @@ def _body_lines(qualname: str) -> tuple[str, range] | None:
         obj = obj.__func__
     if isinstance(obj, property):
         obj = obj.fget
+    if inspect.isclass(obj):  # a class stands for its constructor
+        obj = vars(obj).get("__init__")
+        if obj is None:
+            return None
     obj = inspect.unwrap(obj)
     try:
         filename = inspect.getsourcefile(obj)
