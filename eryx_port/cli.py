@@ -271,8 +271,8 @@ def _has_smtry(path: Path) -> bool:
 
 
 def warn_symmetry(structure: Structure) -> None:
-    """eryx falls back to gemmi's fractional space-group operators without REMARK 290 (e.g. mmCIF input),
-    which places the other ASUs wrongly unless the cell is 1 A cubed; say so rather than stay silent."""
+    """Without REMARK 290 (e.g. mmCIF input) eryx falls back to gemmi's space-group operators, whose
+    fractional translations it applies as Angstroms, misplacing the other ASUs: say so rather than stay silent."""
     if not structure.remark290 and structure.n_asu > 1:
         print(
             f"{PROG}: warning: {structure.path.name} has no REMARK 290 SMTRY records; the symmetry copies come from "

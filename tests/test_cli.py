@@ -60,6 +60,7 @@ def entries(folder: Path) -> set[str]:
 # --------------------------------------------------------------------------- simulate
 
 
+@pytest.mark.slow  # ~6 s: the README's first command, end to end in a fresh process
 def test_simulate_default_writes_every_output(tmp_path):
     import gemmi
     import matplotlib.image
