@@ -77,6 +77,35 @@ def rigid_body_structure_factors(
     shared by all ASUs; ``U``: (n_atoms,) or (n_asu, n_atoms). Returns F (n_h, n_k, n_l, n_asu, 6), complex,
     the components ordered like eryx's A matrix (translation x, y, z, then rotation).
     """
+    S = rigid_body_sums(axes, A_inv, xyz, arms, ff, U)
+    q = grid_q(axes, A_inv.to(xyz.dtype))
+    F = torch.empty(S.shape[:-1] + (6,), dtype=S.dtype, device=S.device)
+    assemble_factors(S, q, F)
+    return F
+
+
+def grid_q(axes, A_inv: torch.Tensor) -> torch.Tensor:
+    """q-vectors ``2 pi A_inv^T hkl`` on the grid, (n_h, n_k, n_l, 3)."""
+    hkl = torch.stack(torch.meshgrid(*[a.to(A_inv.dtype) for a in axes], indexing="ij"), dim=-1)
+    return 2 * math.pi * (hkl @ A_inv)
+
+
+def assemble_factors(S: torch.Tensor, q: torch.Tensor, out: torch.Tensor) -> None:
+    """Write ``[q S0, S1 x q]`` for sums S (..., n_asu, 4) and real q (..., 3) into ``out`` (..., n_asu, 6)."""
+    q = q[..., None, :]  # against the ASU axis
+    s0, s1x, s1y, s1z = S.unbind(-1)
+    qx, qy, qz = q.unbind(-1)
+    torch.mul(S[..., :1], q, out=out[..., :3]) if not torch.is_grad_enabled() else out[..., :3].copy_(S[..., :1] * q)
+    out[..., 3] = s1y * qz - s1z * qy
+    out[..., 4] = s1z * qx - s1x * qz
+    out[..., 5] = s1x * qy - s1y * qx
+
+
+def rigid_body_sums(axes, A_inv, xyz, arms, ff, U) -> torch.Tensor:
+    """``S0 = sum_j A_j`` and ``S1 = sum_j A_j s_j`` on the grid: (n_h, n_k, n_l, n_asu, 4), complex.
+
+    Arguments as :func:`rigid_body_structure_factors`.
+    """
     dtype = xyz.dtype
     n_asu, n_atoms = xyz.shape[:2]
     U = U.to(dtype).expand(n_asu, n_atoms)
@@ -87,15 +116,8 @@ def rigid_body_structure_factors(
     groups, coefs = element_groups(*ff)
     f_ax = free_axis(G)
     if f_ax is None:
-        S = _sums_direct(axes, G, frac, weights, U, groups, coefs)
-    else:
-        S = _sums_factorised(axes, G, frac, weights, U, groups, coefs, f_ax)
-    # S: (n_h, n_k, n_l, n_asu, 4) -> translation q S0 and rotation S1 x q
-    hkl = torch.stack(torch.meshgrid(*[a.to(dtype) for a in axes], indexing="ij"), dim=-1)
-    q = (2 * math.pi * (hkl @ A_inv)).to(S.dtype)[..., None, :]  # (n_h, n_k, n_l, 1, 3)
-    trans = q * S[..., :1]
-    rot = torch.linalg.cross(S[..., 1:], q.expand(S[..., 1:].shape), dim=-1)
-    return torch.cat([trans, rot], dim=-1)
+        return _sums_direct(axes, G, frac, weights, U, groups, coefs)
+    return _sums_factorised(axes, G, frac, weights, U, groups, coefs, f_ax)
 
 
 def _sums_factorised(axes, G, frac, weights, U, groups, coefs, f_ax):
@@ -123,8 +145,10 @@ def _sums_factorised(axes, G, frac, weights, U, groups, coefs, f_ax):
         sf = Qf / (16 * math.pi**2)
         a, b, c = coef[:4], coef[4:8], coef[8]
         ffac = torch.einsum("i,xyi,zi->xyz", a, torch.exp(-b * s12[..., None]), torch.exp(-b * sf[..., None])) + c
-        part = part * ffac.to(part.dtype)[None, ..., None]
-        total = part if total is None else total + part
+        # real form factor times complex sums, accumulated in place on the real views
+        if total is None:
+            total = torch.zeros_like(part)
+        torch.view_as_real(total).addcmul_(torch.view_as_real(part), ffac[None, ..., None, None])
     # back to (h, k, l) order, ASU after the grid axes
     order = [0, 0, 0]
     order[a1], order[a2], order[f_ax] = 1, 2, 3
@@ -146,27 +170,56 @@ def _sums_direct(axes, G, frac, weights, U, groups, coefs):
     return total
 
 
-def class_contract(F: torch.Tensor, B: torch.Tensor, sampling: tuple[int, int, int], weights: torch.Tensor | None = None) -> torch.Tensor:
-    """``sum_r w_r |F B_k[:, r]|^2`` at every grid point, B_k chosen by the point's k-vector class.
+def _padded_axis(values: torch.Tensor, n: int) -> torch.Tensor:
+    """Axis values extended to length n by continuing the even spacing (the extra points are discarded)."""
+    extra = n - values.numel()
+    if extra == 0:
+        return values
+    step = values[1] - values[0] if values.numel() > 1 else torch.ones((), dtype=values.dtype, device=values.device)
+    tail = values[-1] + step * torch.arange(1, extra + 1, dtype=values.dtype, device=values.device)
+    return torch.cat([values, tail])
 
-    ``F``: (n_h, n_k, n_l, N) for grid rows starting at a multiple of the h oversampling;
-    ``B``: (N_h*N_k*N_l, N, R) with classes in (dh, dk, dl) C order; ``weights``: (n_class, R) or None
-    (all ones). A point (i, j, l) belongs to class (i mod N_h, j mod N_k, l mod N_l).
-    Returns (n_h, n_k, n_l) real.
+
+def onephonon_grid(
+    axes, sampling, A_inv, xyz, arms, ff, U, B, weights=None, *, chunk_elements=4_000_000, progress=False
+) -> torch.Tensor:
+    """``sum_r w_r |F(q) B_k[:, r]|^2`` on the whole grid ``axes``, each q-point with the B of its k-vector class.
+
+    A grid point (i, j, l) has class (i mod N_h, j mod N_k, l mod N_l) (C order, like the flattened
+    k-vector grid). ``B``: (n_class, n_asu*6, R); ``weights``: (n_class, R) or None (ones).
+    Rows of h are processed in chunks of whole multiples of N_h (about ``chunk_elements`` sums held
+    at once); the structure factors of a chunk are written straight into a class-major buffer so
+    that one batched product per chunk serves every class. Returns (n_h, n_k, n_l), real.
     """
+    from tqdm.auto import tqdm
+
     Nh, Nk, Nl = sampling
-    nh, nk, nl, N = F.shape
-    ph, pk, pl = -nh % Nh, -nk % Nk, -nl % Nl
-    if ph or pk or pl:
-        F = torch.nn.functional.pad(F, (0, 0, 0, pl, 0, pk, 0, ph))
-    mh, mk, ml = (nh + ph) // Nh, (nk + pk) // Nk, (nl + pl) // Nl
-    Fc = F.reshape(mh, Nh, mk, Nk, ml, Nl, N).permute(1, 3, 5, 0, 2, 4, 6).reshape(Nh * Nk * Nl, mh * mk * ml, N)
-    Y = torch.bmm(Fc, B.to(Fc.dtype))
-    P = Y.real**2 + Y.imag**2
-    if weights is not None:
-        P = P * weights[:, None, :]
-    I = P.sum(-1).reshape(Nh, Nk, Nl, mh, mk, ml).permute(3, 0, 4, 1, 5, 2).reshape(mh * Nh, mk * Nk, ml * Nl)
-    return I[:nh, :nk, :nl]
+    nh, nk, nl = (a.numel() for a in axes)
+    mk, ml = -(-nk // Nk), -(-nl // Nl)
+    kv, lv = _padded_axis(axes[1], mk * Nk), _padded_axis(axes[2], ml * Nl)
+    n_asu = xyz.shape[0]
+    N = B.shape[1]
+    rows = max(1, chunk_elements // max(1, mk * Nk * ml * Nl * n_asu * 4))
+    mh_chunk = -(-rows // Nh)
+    hv_all = _padded_axis(axes[0], -(-nh // Nh) * Nh)
+    out = []
+    starts = range(0, nh, mh_chunk * Nh)
+    for start in tqdm(starts, desc="one-phonon map", disable=not progress or len(starts) < 2, leave=False):
+        hv = hv_all[start : start + mh_chunk * Nh]
+        mh = hv.numel() // Nh
+        S = rigid_body_sums((hv, kv, lv), A_inv, xyz, arms, ff, U)
+        q = grid_q((hv, kv, lv), A_inv.to(xyz.dtype))
+        F = torch.empty(S.shape[:-1] + (6,), dtype=S.dtype, device=S.device)
+        assemble_factors(S, q, F)
+        # one copy into class-major order: (Nh, Nk, Nl, mh, mk, ml, n_asu*6)
+        buf = F.view(mh, Nh, mk, Nk, ml, Nl, N).permute(1, 3, 5, 0, 2, 4, 6).contiguous()
+        Y = torch.bmm(buf.view(Nh * Nk * Nl, mh * mk * ml, N), B.to(buf.dtype))
+        if weights is None:
+            P = torch.linalg.vector_norm(Y, dim=-1).square()
+        else:
+            P = (Y.abs().square() * weights[:, None, :]).sum(-1)
+        out.append(P.view(Nh, Nk, Nl, mh, mk, ml).permute(3, 0, 4, 1, 5, 2).reshape(mh * Nh, mk * Nk, ml * Nl))
+    return torch.cat(out, dim=0)[:nh, :nk, :nl]
 
 
 def class_index(shape: tuple[int, int, int], sampling: tuple[int, int, int], device=None) -> torch.Tensor:

@@ -354,17 +354,10 @@ class OnePhonon:
         nh, nk, nl = self.map_shape
         axes = tuple(self.hkl_grid.reshape(nh, nk, nl, 3)[idx] for idx in ((slice(None), 0, 0, 0), (0, slice(None), 0, 1), (0, 0, slice(None), 2)))
         ff = (self.model.ff_a[0], self.model.ff_b[0], self.model.ff_c[0])
-        rows = max(1, _CHUNK_ELEMENTS // max(1, nk * nl * self.n_asu * 4))
-        rows = -(-rows // sampling[0]) * sampling[0]  # chunks start on a multiple of the h oversampling
-        starts = range(0, nh, rows)
-        parts = []
-        for start in tqdm(starts, desc="one-phonon map", disable=not self.progress or len(starts) < 2, leave=False):
-            sl = slice(start, min(start + rows, nh))
-            F = diffuse.rigid_body_structure_factors(
-                (axes[0][sl], axes[1], axes[2]), self.model.A_inv, self.model.xyz, self._arms, ff, U
-            )
-            parts.append(diffuse.class_contract(F.reshape(F.shape[:3] + (n,)), B, sampling, weights))
-        Id = torch.cat(parts, dim=0)
+        Id = diffuse.onephonon_grid(
+            axes, sampling, self.model.A_inv, self.model.xyz, self._arms, ff, U, B, weights,
+            chunk_elements=_CHUNK_ELEMENTS, progress=self.progress,
+        )
         nan = nan_class[diffuse.class_index(self.map_shape, sampling, device=self.device)]
         nan = nan | ~self.res_mask.reshape(self.map_shape)
         Id = torch.where(nan, torch.full_like(Id, float("nan")), Id).reshape(-1)
