@@ -66,7 +66,10 @@ class OnePhononJob:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """The parsed YAML file as nested dicts, lists turned into tuples (as eryx does)."""
-    import yaml
+    try:
+        import yaml
+    except ImportError as exc:
+        raise ConfigError("reading eryx configuration files needs PyYAML: pip install pyyaml") from exc
 
     path = Path(path)
     if not path.exists():
