@@ -624,3 +624,90 @@ def test_committed_inventory_lists_the_public_api():
         "eryx.pdb.GaussianNetworkModel.__init__",
     } <= names
     assert all(i["kind"] in ("function", "method", "class") for i in inventory)
+
+
+# ---------------------------------------------------------------- the coverage plugin
+
+
+def _pytest_in(folder, *args):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "ERYX_PORT_COVERAGE", "COV_"))
+    }
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), env.get("PYTHONPATH", "")])
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "trace_tools.coverage_plugin",
+        "-W",
+        "ignore::pytest.PytestUnknownMarkWarning",
+        *args,
+    ]
+    return subprocess.run(
+        cmd,
+        check=False,
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_coverage_plugin_measures_xdist_workers_and_keeps_the_last_parity_run(tmp_path):
+    coverage = pytest.importorskip("coverage")
+    pytest.importorskip("xdist")
+    # A stand-in package named like the port, first on the path of the child runs (no torch import).
+    (tmp_path / "eryx_port").mkdir()
+    (tmp_path / "eryx_port" / "__init__.py").write_text(
+        "def pick(x):\n    if x:\n        return 1\n    return 2\n"
+    )
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_demo.py").write_text(
+        textwrap.dedent("""\
+        import pytest
+
+        @pytest.mark.parity
+        def test_case():
+            import eryx_port
+            assert eryx_port.pick(1) == 1
+
+        def test_other():
+            import eryx_port
+            assert eryx_port.pick(0) == 2
+        """)
+    )
+    data_file = tmp_path / "build" / "coverage" / ".coverage"
+
+    def executed():
+        data = coverage.CoverageData(basename=str(data_file))
+        data.read()
+        (measured,) = [f for f in data.measured_files() if f.endswith("__init__.py")]
+        return set(data.lines(measured))
+
+    run = _pytest_in(tmp_path, "-n", "2", "test_demo.py")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {3, 4} <= executed()  # both branches, run in two workers
+    # the workers' parts are combined and removed
+    assert [p.name for p in data_file.parent.iterdir()] == [".coverage"]
+
+    stamp = data_file.stat().st_mtime_ns
+    # a run without parity cases keeps the last coverage
+    run = _pytest_in(tmp_path, "-k", "other", "test_demo.py")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert data_file.stat().st_mtime_ns == stamp
+
+    # a parity run (here without xdist) replaces it
+    run = _pytest_in(tmp_path, "-k", "case", "test_demo.py")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert 3 in executed() and 4 not in executed()
