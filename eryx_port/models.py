@@ -241,7 +241,9 @@ class OnePhonon:
 
     def _build_M(self):
         """``Linv`` (n_asu*6, n_asu*6): inverse Cholesky factor of the projected mass matrix."""
-        self.Linv = phonons.mass_whitening(phonons.projected_mass(self._A, self.model.masses))
+        A = self._A.to(torch.float64)
+        self._Linv64 = phonons.mass_whitening(phonons.projected_mass(A, self.model.masses.to(torch.float64)))
+        self.Linv = self._Linv64.to(self.dtype)
 
     def _build_M_allatoms(self):
         """Dense all-atom mass matrix (n_asu, n_atoms*3, n_asu, n_atoms*3) (small structures only)."""
@@ -277,20 +279,27 @@ class OnePhonon:
         """Projected Hessian (n_asu, 6, n_cell, n_asu, 6), complex as in eryx (the values are real)."""
         return self._hessian().to(complex_dtype(self.dtype))
 
+    # The phonon linear algebra (small matrices) runs in float64 whatever the working dtype: the
+    # acoustic modes near k = 0 make K(k) ill-conditioned, and float32 would blur eryx's absolute
+    # zero-frequency rule. Results are cast back to the working dtype.
+
     def _hessian(self):
-        return phonons.projected_hessian(self._A, tuple(self.gnm.contacts), self.gnm.gamma, self.id_cell_ref)
+        A = self._A.to(torch.float64)
+        return phonons.projected_hessian(A, tuple(self.gnm.contacts), self.gnm.gamma.to(torch.float64), self.id_cell_ref)
 
     def _dynamical(self):
-        """K(k) for every k-vector, (n_k, n, n), k in C order of the (n_h, n_k, n_l) grid."""
-        return phonons.dynamical_matrices(self._hessian(), self.kvec, self.crystal.cell_origins())
+        """K(k) for every k-vector, (n_k, n, n) complex128, k in C order of the (n_h, n_k, n_l) grid."""
+        return phonons.dynamical_matrices(
+            self._hessian(), self.kvec.to(torch.float64), self.crystal.cell_origins().to(torch.float64)
+        )
 
     def compute_gnm_phonons(self):
         """``V`` (n_h, n_k, n_l, n, n) and ``Winv`` (n_h, n_k, n_l, n) from the GNM dynamical matrices."""
         self._K = self._dynamical()
-        V, Winv = phonons.phonon_modes(self._K, self.Linv)
+        V, Winv = phonons.phonon_modes(self._K, self._Linv64)
         grid = tuple(self.kvec.shape[:3])
-        self.V = V.reshape(grid + V.shape[-2:])
-        self.Winv = Winv.reshape(grid + Winv.shape[-1:])
+        self.V = V.reshape(grid + V.shape[-2:]).to(complex_dtype(self.dtype))
+        self.Winv = Winv.reshape(grid + Winv.shape[-1:]).to(self.dtype)
 
     def compute_rb_phonons(self):
         """eryx's 'rb' model: identity modes, ``Winv`` a Gaussian of |k| (scaled by |kvec[3,0,0]|)."""
@@ -305,13 +314,14 @@ class OnePhonon:
     def compute_covariance_matrix(self):
         """``covar`` (n_asu, 6, n_cell, n_asu, 6) and ``ADP`` (n_atoms,), scaled to the mean data B-factor."""
         K = self._K if getattr(self, "_K", None) is not None else self._dynamical()
-        Kinv = phonons.inverse_dynamical(K, self.kvec)
-        covar = phonons.lattice_covariance(Kinv, self.kvec, self.crystal.cell_origins())
-        adp = phonons.adp_from_covariance(covar[:, self.id_cell_ref, :].diagonal().real, self._A)
-        scale = self.model.adp.mean() / (8 * math.pi**2 * adp.mean() / 3)
-        self.ADP = adp * scale
+        kvec = self.kvec.to(torch.float64)
+        Kinv = phonons.inverse_dynamical(K, kvec)
+        covar = phonons.lattice_covariance(Kinv, kvec, self.crystal.cell_origins().to(torch.float64))
+        adp = phonons.adp_from_covariance(covar[:, self.id_cell_ref, :].diagonal().real, self._A.to(torch.float64))
+        scale = self.model.adp.to(torch.float64).mean() / (8 * math.pi**2 * adp.mean() / 3)
+        self.ADP = (adp * scale).to(self.dtype)
         n = self.n_dof_per_asu
-        self.covar = (covar.real * scale).reshape(self.n_asu, n, self.n_cell, self.n_asu, n)
+        self.covar = (covar.real * scale).reshape(self.n_asu, n, self.n_cell, self.n_asu, n).to(self.dtype)
 
     # ------------------------------------------------------------------ intensity
 
