@@ -711,3 +711,64 @@ def test_coverage_plugin_measures_xdist_workers_and_keeps_the_last_parity_run(tm
     run = _pytest_in(tmp_path, "-k", "case", "test_demo.py")
     assert run.returncode == 0, run.stdout + run.stderr
     assert 3 in executed() and 4 not in executed()
+
+
+def test_inventory_lists_public_functions_classes_and_methods(
+    tmp_path, monkeypatch, capsys
+):
+    pkg = tmp_path / "src" / "invdemo"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core.py").write_text(
+        textwrap.dedent("""\
+        from math import sqrt
+
+        def grid(n):
+            return n
+
+        def _hidden():
+            pass
+
+        class Model:
+            def __init__(self):
+                pass
+
+            def run(self):
+                pass
+
+            @staticmethod
+            def helper():
+                pass
+
+            def _private(self):
+                pass
+        """)
+    )
+    (pkg / "broken.py").write_text("import not_a_module_anywhere\n")
+    (tmp_path / "functions.toml").write_text('[meta]\npackage = "invdemo"\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    parser = argparse.ArgumentParser()
+    progress.configure_progress(parser)
+    out = tmp_path / "api.json"
+    args = parser.parse_args(
+        [
+            "--inventory-from",
+            str(tmp_path / "src"),
+            "--functions",
+            str(tmp_path / "functions.toml"),
+            "--inventory",
+            str(out),
+        ]
+    )
+    assert progress.run_progress(args) == 0
+    data = json.loads(out.read_text())
+    assert [(n["name"], n["kind"]) for n in data["names"]] == [
+        ("invdemo.core.Model", "class"),
+        ("invdemo.core.Model.__init__", "method"),
+        ("invdemo.core.Model.helper", "method"),
+        ("invdemo.core.Model.run", "method"),
+        ("invdemo.core.grid", "function"),
+    ]
+    assert data["skipped_modules"] == ["invdemo.broken: ModuleNotFoundError"]
+    assert str(tmp_path) not in out.read_text()
+    assert "modules not importable: invdemo.broken" in capsys.readouterr().out

@@ -298,7 +298,10 @@ def _write_inventory(args: argparse.Namespace) -> int:
     if not (source / package).is_dir():
         raise ProgressError(f"{source} holds no package folder {package!r}")
     sys.path.insert(0, str(source))
-    names, skipped = api_inventory(package)
+    try:
+        names, skipped = api_inventory(package)
+    finally:
+        sys.path.remove(str(source))
     try:
         commit = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
