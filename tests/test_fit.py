@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Fitting example: recover the GNM spring constants from a one-phonon map with torch.optim."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from eryx_port import OnePhonon
+from trace_tools.paths import pdb_dir
+
+TRUE = (1.5, 0.4)  # gamma_intra, gamma_inter
+START = (3.0, 0.2)  # 2x off, in opposite directions
+
+
+def test_lbfgs_recovers_spring_constants():
+    path = pdb_dir() / "5zck.pdb"
+    if not path.is_file():
+        pytest.skip(f"test structure {path} is not available (set ERYX_PORT_PDB_DIR)")
+    sampling = ((-2, 2, 2), (-1, 1, 2), (-1, 1, 2))
+    target = OnePhonon(str(path), *sampling, gamma_intra=TRUE[0], gamma_inter=TRUE[1], progress=False).apply_disorder()
+    keep = ~target.isnan()
+
+    model = OnePhonon(str(path), *sampling, progress=False)
+    log_gamma = torch.tensor(START, dtype=torch.float64).log().requires_grad_(True)
+    optimiser = torch.optim.LBFGS([log_gamma], lr=1.0, max_iter=60, tolerance_grad=1e-12, tolerance_change=1e-14,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        gi, ge = log_gamma.exp()
+        I = model.update(gamma_intra=gi, gamma_inter=ge).apply_disorder()
+        loss = ((I[keep] / target[keep] - 1) ** 2).mean()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    fitted = log_gamma.detach().exp()
+    print("fitted", fitted.tolist(), "loss", float(closure()))
+    assert torch.allclose(fitted, torch.tensor(TRUE, dtype=torch.float64), rtol=0.01), fitted
