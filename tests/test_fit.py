@@ -36,5 +36,4 @@ def test_lbfgs_recovers_spring_constants():
 
     optimiser.step(closure)
     fitted = log_gamma.detach().exp()
-    print("fitted", fitted.tolist(), "loss", float(closure()))
     assert torch.allclose(fitted, torch.tensor(TRUE, dtype=torch.float64), rtol=0.01), fitted
