@@ -208,12 +208,12 @@ def test_error_picture_counts_cases_per_decade(raw):
     facts = pf.derive(raw, TODAY)
     svg = svg_error_distribution(facts)
     for picture in (svg, svg_completion(facts)):
-        assert (
-            ElementTree.fromstring(picture).tag == "{http://www.w3.org/2000/svg}svg"
-        )  # well-formed
-    # structure_factors: one case at 1e-11, one beyond 1e-10 (drawn red; its tolerance is looser)
-    assert 'fill="#c62828"' in svg
+        # well-formed SVG
+        assert ElementTree.fromstring(picture).tag == "{http://www.w3.org/2000/svg}svg"
     assert ">map_utils.generate_grid<" in svg
+    assert 'fill="#c62828"' not in svg  # red marks failed cases only
+    raw["results"].append(_res(RES, "7n2h-s1-call0", outcome="failed", err=3e-6))
+    assert 'fill="#c62828"' in svg_error_distribution(pf.derive(raw, TODAY))
 
 
 # ---------------------------------------------------------------- rules
@@ -236,6 +236,24 @@ def test_error_picture_counts_cases_per_decade(raw):
 )
 def test_error_bucket(err, bucket):
     assert pf.error_bucket(err) == bucket
+
+
+@pytest.mark.parametrize(
+    "err,passed,rtol,bucket",
+    [
+        (
+            3e-7,
+            True,
+            1e-10,
+            ">1e-10",
+        ),  # near the absolute floor: noise, one stable label
+        (3e-7, False, 1e-10, "1e-6"),  # a failure shows its decade
+        (4e-10, True, 1e-9, "1e-9"),
+        (5e-12, True, 1e-10, "1e-11"),
+    ],
+)
+def test_case_bucket(err, passed, rtol, bucket):
+    assert pf.case_bucket(err, passed, rtol) == bucket
 
 
 def test_statuses_follow_the_rules(raw):

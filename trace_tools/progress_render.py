@@ -72,8 +72,10 @@ def _ratio(value: Any) -> str:
 
 COLUMNS_NOTE = (
     "Traces: recorded calls and scenarios. Parity: passed/replayed cases. Max rel err: the largest "
-    "elementwise relative error |port - eryx| / |eryx| over the parity cases, shown as its decade upper "
-    "bound (<1e-14 below that) so the page reads the same on every CPU. Gradcheck: passed/run "
+    "elementwise relative error |port - eryx| / |eryx| over the parity cases (of the failing ones "
+    "if any fail), shown as its decade upper bound (<1e-14 below that) so the page reads the same on "
+    "every CPU; a passing case beyond rtol (possible only on elements near the absolute floor "
+    "rtol * max|eryx|, where it is rounding noise) shows as '>rtol'. Gradcheck: passed/run "
     "torch.autograd.gradcheck cases (n/a: no differentiable input registered). Coverage: share of the "
     "port function's body lines run by the test suite."
 )
@@ -162,7 +164,12 @@ def svg_completion(facts: dict[str, Any]) -> str:
 
 def svg_error_distribution(facts: dict[str, Any]) -> str:
     """A grid: per function (rows), how many parity cases fell in each relative-error decade (columns)."""
-    rows = [r for p in facts["phases"] for r in p["rows"] if r["parity"]["buckets"]]
+    rows = [
+        r
+        for p in facts["phases"]
+        for r in p["rows"]
+        if r["parity"]["buckets"] or r["parity"]["failed_buckets"]
+    ]
     rows.sort(key=lambda r: r["name"])
     label_w, cell_w, row_h, head_h = 330, 48, 18, 22
     width = label_w + cell_w * len(BUCKETS) + 10
@@ -190,9 +197,13 @@ def svg_error_distribution(facts: dict[str, Any]) -> str:
             f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end" font-size="11">{html.escape(short)}</text>'
         )
         counts: dict[str, int] = {}
-        for bucket, n in row["parity"]["buckets"].items():
-            col = _bucket_column(bucket)
-            counts[col] = counts.get(col, 0) + n
+        failing: set[str] = set()  # columns holding a failed case are drawn red
+        for kind in ("buckets", "failed_buckets"):
+            for bucket, n in row["parity"][kind].items():
+                col = _bucket_column(bucket)
+                counts[col] = counts.get(col, 0) + n
+                if kind == "failed_buckets":
+                    failing.add(col)
         top = max(counts.values())
         for j, bucket in enumerate(BUCKETS):
             n = counts.get(bucket, 0)
@@ -202,7 +213,7 @@ def svg_error_distribution(facts: dict[str, Any]) -> str:
                     f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{row_h - 2}" fill="#f3f3f3"/>'
                 )
                 continue
-            colour = "#c62828" if bucket == "worse" else "#1565c0"
+            colour = "#c62828" if bucket in failing else "#1565c0"
             opacity = 0.25 + 0.75 * n / top
             parts.append(
                 f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{row_h - 2}" '
