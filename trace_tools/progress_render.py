@@ -448,6 +448,11 @@ def _e(text: Any) -> str:
     return html.escape(str(text))
 
 
+def _inline_code(text: Any) -> str:
+    """Escaped text with Markdown `code` spans (as the rules are written) shown as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
+
+
 def _html_table(
     header, rows: list[list[str]], classes: list[list[str]] | None = None
 ) -> str:
@@ -457,7 +462,7 @@ def _html_table(
         for j, cell in enumerate(row):
             cls = classes[i][j] if classes else ""
             attr = f' class="{_e(cls)}"' if cls else ""
-            cells.append(f"<td{attr}>{_e(cell)}</td>")
+            cells.append(f"<td{attr}>{_inline_code(cell)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
