@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["trace_tools.pytest_plugin"]
+pytest_plugins = ["trace_tools.pytest_plugin", "trace_tools.coverage_plugin"]
 
 
 @pytest.fixture(scope="session")
