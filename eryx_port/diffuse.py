@@ -95,10 +95,16 @@ def assemble_factors(S: torch.Tensor, q: torch.Tensor, out: torch.Tensor) -> Non
     q = q[..., None, :]  # against the ASU axis
     s0, s1x, s1y, s1z = S.unbind(-1)
     qx, qy, qz = q.unbind(-1)
-    torch.mul(S[..., :1], q, out=out[..., :3]) if not torch.is_grad_enabled() else out[..., :3].copy_(S[..., :1] * q)
-    out[..., 3] = s1y * qz - s1z * qy
-    out[..., 4] = s1z * qx - s1x * qz
-    out[..., 5] = s1x * qy - s1y * qx
+    if S.requires_grad or q.requires_grad:  # autograd: plain assignments
+        out[..., :3] = S[..., :1] * q
+        out[..., 3] = s1y * qz - s1z * qy
+        out[..., 4] = s1z * qx - s1x * qz
+        out[..., 5] = s1x * qy - s1y * qx
+        return
+    torch.mul(S[..., :1], q, out=out[..., :3])
+    for c, (a, qa, b, qb) in enumerate(((s1y, qz, s1z, qy), (s1z, qx, s1x, qz), (s1x, qy, s1y, qx)), start=3):
+        torch.mul(a, qa, out=out[..., c])
+        out[..., c].sub_(b * qb)
 
 
 def rigid_body_sums(axes, A_inv, xyz, arms, ff, U) -> torch.Tensor:
@@ -133,12 +139,17 @@ def _sums_factorised(axes, G, frac, weights, U, groups, coefs, f_ax):
     for atoms, coef in zip(groups, coefs):  # a handful of elements, not atoms
         x = frac[:, atoms]  # (n_asu, n_g, 3)
         u = U[:, atoms]  # (n_asu, n_g)
-        phase12 = 2 * math.pi * (v1[:, None, None, None] * x[None, None, :, :, a1] + v2[None, :, None, None] * x[None, None, :, :, a2])
-        T = _cis(-0.5 * u * Q12[:, :, None, None], phase12)  # (n1, n2, n_asu, n_g)
-        Lf = _cis(-0.5 * u * Qf[:, None, None], 2 * math.pi * vf[:, None, None] * x[None, :, :, f_ax])  # (nf, n_asu, n_g)
+        # T over the two other axes, built as (n_asu, n1, n2, n_g) products of per-axis tables
+        h1 = _cis(-0.5 * u[:, None, :] * (G[a1, a1] * v1**2)[None, :, None], 2 * math.pi * v1[None, :, None] * x[:, None, :, a1])
+        h2 = _cis(-0.5 * u[:, None, :] * (G[a2, a2] * v2**2)[None, :, None], 2 * math.pi * v2[None, :, None] * x[:, None, :, a2])
+        T = h1[:, :, None, :] * h2[:, None, :, :]
+        if bool(G[a1, a2] != 0):  # cross term of the Debye-Waller factor (oblique axes a1, a2)
+            cross = torch.exp(-u[:, None, None, :] * (G[a1, a2] * v1[:, None] * v2[None, :])[None, :, :, None])
+            T = torch.view_as_complex(torch.view_as_real(T) * cross[..., None])
+        Lf = _cis(-0.5 * u[None] * Qf[:, None, None], 2 * math.pi * vf[:, None, None] * x[None, :, :, f_ax])  # (nf, n_asu, n_g)
         M = Lf[..., None] * weights[None, :, atoms].to(Lf.dtype)  # (nf, n_asu, n_g, 4)
         M = M.permute(1, 2, 0, 3).reshape(n_asu, atoms.numel(), nf * 4)
-        Tm = T.permute(2, 0, 1, 3).reshape(n_asu, n1 * n2, atoms.numel())
+        Tm = T.reshape(n_asu, n1 * n2, atoms.numel())
         part = torch.bmm(Tm, M).reshape(n_asu, n1, n2, nf, 4)
         # the element's form factor, separable in the same way: a_i exp(-b_i Q12/16pi^2) exp(-b_i Qf/16pi^2)
         s12 = Q12 / (16 * math.pi**2)
@@ -146,9 +157,11 @@ def _sums_factorised(axes, G, frac, weights, U, groups, coefs, f_ax):
         a, b, c = coef[:4], coef[4:8], coef[8]
         ffac = torch.einsum("i,xyi,zi->xyz", a, torch.exp(-b * s12[..., None]), torch.exp(-b * sf[..., None])) + c
         # real form factor times complex sums, accumulated in place on the real views
-        if total is None:
-            total = torch.zeros_like(part)
-        torch.view_as_real(total).addcmul_(torch.view_as_real(part), ffac[None, ..., None, None])
+        if total is None:  # the bmm output is ours to scale in place
+            total = part
+            torch.view_as_real(total).mul_(ffac[None, ..., None, None])
+        else:
+            torch.view_as_real(total).addcmul_(torch.view_as_real(part), ffac[None, ..., None, None])
     # back to (h, k, l) order, ASU after the grid axes
     order = [0, 0, 0]
     order[a1], order[a2], order[f_ax] = 1, 2, 3
@@ -214,10 +227,12 @@ def onephonon_grid(
         # one copy into class-major order: (Nh, Nk, Nl, mh, mk, ml, n_asu*6)
         buf = F.view(mh, Nh, mk, Nk, ml, Nl, N).permute(1, 3, 5, 0, 2, 4, 6).contiguous()
         Y = torch.bmm(buf.view(Nh * Nk * Nl, mh * mk * ml, N), B.to(buf.dtype))
-        if weights is None:
-            P = torch.linalg.vector_norm(Y, dim=-1).square()
+        Yr = torch.view_as_real(Y)  # (n_class, m, R, 2)
+        if weights is None:  # sum of squares over modes and real/imaginary parts as one batched dot
+            flat = Yr.reshape(Yr.shape[0], Yr.shape[1], -1)
+            P = torch.einsum("cmr,cmr->cm", flat, flat)
         else:
-            P = (Y.abs().square() * weights[:, None, :]).sum(-1)
+            P = (Yr.square().sum(-1) * weights[:, None, :]).sum(-1)
         out.append(P.view(Nh, Nk, Nl, mh, mk, ml).permute(3, 0, 4, 1, 5, 2).reshape(mh * Nh, mk * Nk, ml * Nl))
     return torch.cat(out, dim=0)[:nh, :nk, :nl]
 
