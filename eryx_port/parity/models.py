@@ -181,11 +181,11 @@ def _with_read_state(call) -> OnePhonon:
     read = call.attrs_read
     dtype, device = port.dtype, port.device
     if "V" in read:
-        port.V = torch.as_tensor(read["V"], device=device)
+        port.V = torch.as_tensor(np.array(read["V"]), device=device)
     if "Winv" in read:
-        port.Winv = torch.as_tensor(np.real(read["Winv"]), dtype=dtype, device=device)
+        port.Winv = torch.as_tensor(np.array(np.real(read["Winv"])), dtype=dtype, device=device)
     if "ADP" in read:
-        port.ADP = torch.as_tensor(read["ADP"], dtype=dtype, device=device)
+        port.ADP = torch.as_tensor(np.array(read["ADP"]), dtype=dtype, device=device)
     return port
 
 
