@@ -287,3 +287,14 @@ def test_bad_apply_disorder_and_override_input(zck):
         OnePhonon(_pdb("5zck"), *SMALL, xyz=torch.zeros(3, 3), progress=False)
     with pytest.raises(ValueError, match="adp must have shape"):
         OnePhonon(_pdb("5zck"), *SMALL, adp=torch.ones(5), progress=False)
+
+
+@pytest.mark.slow
+def test_lysozyme_193l_completes():
+    """A real protein: 8 ASUs x 1001 atoms, (-2, 2, 2) on each axis (a few seconds)."""
+    model = OnePhonon(_pdb("193l"), (-2, 2, 2), (-2, 2, 2), (-2, 2, 2), progress=False)
+    assert (model.n_asu, model.n_atoms_per_asu) == (8, 1001)
+    I = model.apply_disorder()
+    integral = (model.hkl_grid == model.hkl_grid.round()).all(dim=1)
+    assert torch.equal(I.isnan(), integral)
+    assert bool((I[~integral] > 0).all())
