@@ -194,7 +194,7 @@ def _padded_axis(values: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def onephonon_grid(
-    axes, sampling, A_inv, xyz, arms, ff, U, B, weights=None, *, chunk_elements=4_000_000, progress=False
+    axes, sampling, A_inv, xyz, arms, ff, U, B, weights=None, *, chunk_elements=300_000, progress=False
 ) -> torch.Tensor:
     """``sum_r w_r |F(q) B_k[:, r]|^2`` on the whole grid ``axes``, each q-point with the B of its k-vector class.
 

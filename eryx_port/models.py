@@ -39,8 +39,9 @@ from .tensors import as_real, complex_dtype, resolve_device, resolve_dtype
 
 __all__ = ["OnePhonon"]
 
-# q-point x ASU x component elements of the structure-factor sums held at once in apply_disorder
-_CHUNK_ELEMENTS = 4_000_000
+# q-point x ASU x component elements of the structure-factor sums per chunk in apply_disorder: small
+# chunks keep the elementwise work in cache (7n2h benchmark: 0.65 s against 1.35 s with 4e6)
+_CHUNK_ELEMENTS = 300_000
 
 
 def _check_sampling(s, name: str) -> tuple[float, float, int]:
