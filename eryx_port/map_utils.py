@@ -21,6 +21,7 @@ import re
 from functools import lru_cache, reduce
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from .tensors import as_real, float_context, resolve_device
@@ -408,7 +409,7 @@ def get_asu_mask(space_group, hkl_grid, *, device=None):
     """
     if device is None and isinstance(hkl_grid, torch.Tensor):
         device = hkl_grid.device
-    hkl = hkl_grid.detach() if isinstance(hkl_grid, torch.Tensor) else torch.as_tensor(hkl_grid)
+    hkl = hkl_grid.detach() if isinstance(hkl_grid, torch.Tensor) else torch.as_tensor(np.array(hkl_grid))
     hkl = hkl.to(device=resolve_device(device) if device is not None else hkl.device)
     if hkl.ndim != 2 or hkl.shape[1] != 3:
         raise ValueError(f"hkl_grid must have shape (n_points, 3), got {tuple(hkl.shape)}")
