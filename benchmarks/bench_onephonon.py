@@ -47,10 +47,10 @@ ERYX_DRIVER = textwrap.dedent(
     import numpy as np
     eryx_path, pdb, sampling, n_processes, out = sys.argv[1:6]
     sys.path.insert(0, eryx_path)
-    from eryx.models import OnePhonon
+    from eryx.models import OnePhonon as NumpyOnePhonon
     h, k, l = json.loads(sampling)
     times = {}
-    m = OnePhonon.__new__(OnePhonon)
+    m = NumpyOnePhonon.__new__(NumpyOnePhonon)
     m.hsampling, m.ksampling, m.lsampling = tuple(h), tuple(k), tuple(l)
     m.batch_size, m.n_processes = 10000, int(n_processes)
     t = time.perf_counter()

@@ -138,7 +138,7 @@ class OnePhonon:
         self.lever_arms = lever_arms
         self.progress = progress
         self._xyz_override, self._adp_override = xyz, adp
-        self._setup(pdb_path, expand_p1, res_limit, group_by)
+        self._setup(pdb_path, expand_p1=expand_p1, res_limit=res_limit, group_by=group_by)
         self._setup_phonons(pdb_path, model, gnm_cutoff, gamma_intra, gamma_inter)
 
     # ------------------------------------------------------------------ parameters
@@ -168,12 +168,12 @@ class OnePhonon:
         if gamma_intra is not None or gamma_inter is not None:
             self.gnm.build_gamma()
         self.compute_gnm_phonons()
-        self.compute_covariance_matrix()
+        self.compute_covariance_matrix()  # the ADPs follow the new springs
         return self
 
     # ------------------------------------------------------------------ set-up
 
-    def _setup(self, pdb_path, expand_p1, res_limit, group_by):
+    def _setup(self, pdb_path, expand_p1, res_limit, group_by) -> None:
         """Read the model, build the hkl/q grid, the resolution mask and the 3x3x3 supercell."""
         self.model = AtomicModel(pdb_path, expand_p1, device=self.device, dtype=self.dtype)
         n_copies = int(self.model.xyz.shape[0])
@@ -191,16 +191,16 @@ class OnePhonon:
         self.res_mask, _ = get_resolution_mask(self.model.cell, self.hkl_grid, res_limit)
         self.q_grid = 2 * math.pi * (self.hkl_grid @ self.model.A_inv)
 
-        self.crystal = Crystal(self.model)
-        self.crystal.supercell_extent(nx=1, ny=1, nz=1)
-        self.id_cell_ref = self.crystal.hkl_to_id([0, 0, 0])
-        self.n_cell = self.crystal.n_cell
-        self.n_asu = self.crystal.model.n_asu
+        self.crystal = Crystal(atomic_model=self.model)
+        self.crystal.supercell_extent(1, 1, 1)  # the reference cell and its 26 neighbours
+        self.id_cell_ref = self.crystal.hkl_to_id((0, 0, 0))
+        self.n_cell = int(self.crystal.n_cell)
+        self.n_asu = int(self.model.n_asu)
         self.n_atoms_per_asu = int(self.model.xyz.shape[-2])
-        self.n_dof_per_asu_actual = self.n_atoms_per_asu * 3
+        self.n_dof_per_asu_actual = 3 * self.n_atoms_per_asu
         self.group_by = group_by
         self.n_dof_per_asu = 6
-        self.n_dof_per_cell = self.n_asu * self.n_dof_per_asu
+        self.n_dof_per_cell = self.n_dof_per_asu * self.n_asu
 
     def _apply_overrides(self):
         """Put user tensors (possibly requiring grad) in place of the file's coordinates / B-factors."""
@@ -224,13 +224,13 @@ class OnePhonon:
         self._build_M()
         self._build_kvec_Brillouin()
         if model == "gnm":
-            self._setup_gnm(pdb_path, gnm_cutoff, gamma_intra, gamma_inter)
+            self._setup_gnm(pdb_path, gnm_cutoff=gnm_cutoff, gamma_intra=gamma_intra, gamma_inter=gamma_inter)
             self.compute_gnm_phonons()
-            self.compute_covariance_matrix()
+            self.compute_covariance_matrix()  # covar and ADP
         else:
             self.compute_rb_phonons()
 
-    def _setup_gnm(self, pdb_path, gnm_cutoff, gamma_intra, gamma_inter):
+    def _setup_gnm(self, pdb_path, gnm_cutoff, gamma_intra, gamma_inter) -> None:
         """The Gaussian network model of the crystal (contacts found from this model's coordinates)."""
         self.gnm = GaussianNetworkModel.from_model(self.model, gnm_cutoff, gamma_intra, gamma_inter)
 
@@ -252,7 +252,7 @@ class OnePhonon:
         n = self.n_dof_per_asu_actual
         return torch.diag(m).reshape(self.n_asu, n, self.n_asu, n)
 
-    def _project_M(self, M_allatoms):
+    def _project_M(self, M_allatoms) -> torch.Tensor:
         """``A^T M_0 A`` per ASU pair: (n_asu, 6, n_asu, 6) from a dense all-atom mass matrix."""
         M = as_real(M_allatoms, self.dtype, self.device)
         return torch.einsum("iap,iajb,jbq->ipjq", self.Amat, M, self.Amat)
@@ -262,12 +262,12 @@ class OnePhonon:
         r = int(x) % int(L)
         return (r - L if 2 * r >= L else r) / L
 
-    def _build_kvec_Brillouin(self):
+    def _build_kvec_Brillouin(self) -> None:
         """``kvec`` (n_h, n_k, n_l, 3) sampling the first Brillouin zone, and ``kvec_norm`` (..., 1)."""
         n = [s[2] for s in self._sampling]
         self.kvec, self.kvec_norm = phonons.kvec_grid(self.model.A_inv, *n)
 
-    def _at_kvec_from_miller_points(self, hkl_kvec):
+    def _at_kvec_from_miller_points(self, hkl_kvec) -> torch.Tensor:
         """Flat map indices of the q-points whose k-vector is ``hkl_kvec`` (grid indices congruent to it)."""
         n = [s[2] for s in self._sampling]
         idx = [torch.arange(int(h0), size, step, device=self.device) for h0, size, step in zip(hkl_kvec, self.map_shape, n)]
@@ -312,7 +312,7 @@ class OnePhonon:
         self.V = eye.expand(weight.shape + (n, n)).clone()
         self.Winv = weight[..., None].expand(weight.shape + (n,)).clone()
 
-    def compute_covariance_matrix(self):
+    def compute_covariance_matrix(self) -> None:
         """``covar`` (n_asu, 6, n_cell, n_asu, 6) and ``ADP`` (n_atoms,), scaled to the mean data B-factor."""
         K = self._K if getattr(self, "_K", None) is not None else self._dynamical()
         kvec = self.kvec.to(torch.float64)
@@ -345,7 +345,7 @@ class OnePhonon:
         B = torch.linalg.solve_triangular(L, eye.expand(K.shape), upper=False).mH
         return B, None, nan
 
-    def apply_disorder(self, rank=-1, outdir=None, use_data_adp=False):
+    def apply_disorder(self, rank=-1, outdir=None, use_data_adp=False) -> torch.Tensor:
         """One-phonon diffuse intensity on the flattened grid (n_points,), real; ``rank >= 0``: one mode only.
 
         ``use_data_adp``: Debye-Waller factors from the data B-factors (``adp[0] / 8 pi^2``) instead
