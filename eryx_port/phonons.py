@@ -89,7 +89,13 @@ def block_diagonal(blocks: torch.Tensor) -> torch.Tensor:
 
 def mass_whitening(M_blocks: torch.Tensor) -> torch.Tensor:
     """``Linv = L^-1`` with ``M = L L^T`` (Cholesky) for the block-diagonal mass matrix; (n_asu*6, n_asu*6)."""
-    L = torch.linalg.cholesky(M_blocks)
+    L, info = torch.linalg.cholesky_ex(M_blocks)
+    if bool((info != 0).any()):
+        bad = torch.nonzero(info).reshape(-1).tolist()
+        raise ValueError(
+            f"the rigid-body mass matrix of ASU(s) {bad} is not positive definite: the atoms' lever arms "
+            "do not span the rotations (a single atom, collinear atoms or zero masses; eryx fails here as well)"
+        )
     eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device).expand(L.shape)
     return block_diagonal(torch.linalg.solve_triangular(L, eye, upper=False))
 

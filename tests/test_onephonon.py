@@ -278,6 +278,12 @@ def test_p1_file_without_expansion_is_refused():
         OnePhonon(_pdb("5zck_p1"), *SMALL, expand_p1=False, progress=False)
 
 
+def test_degenerate_rigid_body_is_refused():
+    # the file reads as a single atom: rotations without inertia (eryx raises LinAlgError)
+    with pytest.raises(ValueError, match="mass matrix of ASU"):
+        OnePhonon(_pdb("pentagon"), *SMALL, progress=False)
+
+
 def test_bad_apply_disorder_and_override_input(zck):
     with pytest.raises(ValueError, match="rank must be -1"):
         zck.apply_disorder(rank=zck.n_dof_per_cell)
