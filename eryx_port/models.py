@@ -316,7 +316,7 @@ class OnePhonon:
         """``covar`` (n_asu, 6, n_cell, n_asu, 6) and ``ADP`` (n_atoms,), scaled to the mean data B-factor."""
         K = self._K if getattr(self, "_K", None) is not None else self._dynamical()
         kvec = self.kvec.to(torch.float64)
-        Kinv = phonons.inverse_dynamical(K, kvec)
+        Kinv = phonons.inverse_dynamical(K)
         covar = phonons.lattice_covariance(Kinv, kvec, self.crystal.cell_origins().to(torch.float64))
         adp = phonons.adp_from_covariance(covar[:, self.id_cell_ref, :].diagonal().real, self._A.to(torch.float64))
         scale = self.model.adp.to(torch.float64).mean() / (8 * math.pi**2 * adp.mean() / 3)

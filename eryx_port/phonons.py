@@ -179,17 +179,23 @@ def zero_k_mask(kvec: torch.Tensor) -> torch.Tensor:
     return (kvec.reshape(-1, 3) == 0).all(dim=-1)
 
 
-def inverse_dynamical(K: torch.Tensor, kvec: torch.Tensor) -> torch.Tensor:
-    """Pseudo-inverse of K(k) for all k (n_k, n, n).
+# numpy.linalg.pinv's default cutoff (what eryx uses): eigenvalues at most this times the largest are dropped
+PINV_RCOND = 1e-15
 
-    For k != 0 K is positive definite and this is its inverse. At k = 0 the uniform translations
-    are exact zero modes; ``(K + P)^-1 - P`` with P their projector is the pseudo-inverse, with
-    clean derivatives (an SVD-based pinv has none through the degenerate zero modes).
+
+def inverse_dynamical(K: torch.Tensor) -> torch.Tensor:
+    """Pseudo-inverse of K(k) for all k (n_k, n, n), with numpy.linalg.pinv's default cutoff.
+
+    The null space of each K (uniform translations at k = 0, and any other mode of zero stiffness,
+    e.g. along a direction with no contact between cells) is found from a detached eigen-decomposition;
+    with P its projector, ``(K + P)^-1 - P`` is the pseudo-inverse and has clean derivatives
+    (an SVD-based pinv has none through degenerate zero modes). For positive definite K it is the inverse.
     """
-    n = K.shape[-1]
-    P = translation_projector(n // 6, dtype=K.real.dtype, device=K.device).to(K.dtype)
-    zero = zero_k_mask(kvec).to(K.real.dtype).to(K.dtype)[:, None, None]
-    return torch.linalg.inv(K + zero * P) - zero * P
+    with torch.no_grad():
+        evals, vecs = torch.linalg.eigh(K)
+        null = evals.abs() <= PINV_RCOND * evals.abs().amax(dim=-1, keepdim=True)
+        P = (vecs * null[..., None, :].to(vecs.dtype)) @ vecs.mH
+    return torch.linalg.inv(K + P) - P
 
 
 def lattice_covariance(Kinv: torch.Tensor, kvec: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:

@@ -86,9 +86,19 @@ def test_dynamical_matrix_is_hermitian_with_translation_null_space(zck):
     K0 = K[zero][0]
     assert (K0 @ P.to(K0.dtype)).abs().max() < 1e-9 * K0.abs().max()
     # the projector formula is the pseudo-inverse at k = 0 and the inverse elsewhere
-    Kinv = phonons.inverse_dynamical(K, zck.kvec)
+    Kinv = phonons.inverse_dynamical(K)
     assert torch.allclose(Kinv[zero][0], torch.linalg.pinv(K0, hermitian=True, rtol=1e-12), rtol=1e-8, atol=1e-10 * Kinv.abs().max())
     assert torch.allclose(Kinv[~zero], torch.linalg.inv(K[~zero]), rtol=1e-8, atol=1e-12 * Kinv.abs().max())
+
+
+def test_pseudo_inverse_handles_zero_modes_away_from_k0():
+    """histidine: no contact between cells along a, so K(k) at k_a = 1/2 has the translations as zero modes."""
+    model = OnePhonon(_pdb("histidine"), *SMALL, progress=False)
+    K = model._K
+    Kinv = phonons.inverse_dynamical(K)
+    expected = torch.linalg.pinv(K, hermitian=True, rtol=phonons.PINV_RCOND)
+    assert torch.allclose(Kinv, expected, rtol=1e-8, atol=1e-10 * expected.abs().max())
+    assert int(model.Winv.isnan().sum()) == 6  # 3 zero modes at k = 0 and 3 at k = (1/2, 0, 0)
 
 
 def test_modes_diagonalise_the_mass_weighted_dynamical_matrix(zck):
