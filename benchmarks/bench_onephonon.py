@@ -74,19 +74,20 @@ ERYX_DRIVER = textwrap.dedent(
     times['apply_disorder'] = time.perf_counter() - t
     np.save(out + '/map.npy', Id)
     with open(out + '/times.json', 'w') as f:
-        json.dump(times, f)
+        json.dump({'times': times, 'numpy': np.__version__}, f)
     """
 )
 
 
-def run_eryx(eryx: str, python: str, pdb: Path, sampling, n_processes: int) -> tuple[dict, np.ndarray]:
+def run_eryx(eryx: str, python: str, pdb: Path, sampling, n_processes: int) -> tuple[dict, str, np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [python, "-c", ERYX_DRIVER, eryx, str(pdb), json.dumps(sampling), str(n_processes), tmp]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"eryx run failed ({' '.join(cmd[:2])} ...):\n{done.stderr[-3000:]}")
         with open(os.path.join(tmp, "times.json")) as f:
-            return json.load(f), np.load(os.path.join(tmp, "map.npy"))
+            report = json.load(f)
+        return report["times"], report["numpy"], np.load(os.path.join(tmp, "map.npy"))
 
 
 def run_port(pdb: Path, sampling, dtype: str, device: str) -> tuple[dict, np.ndarray]:
@@ -173,11 +174,11 @@ def main(argv=None) -> int:
     # warm-up: first calls of torch's linear algebra and kernels, not part of any case
     run_port(folder / "5zck.pdb", ((-1, 1, 2), (-1, 1, 2), (-1, 1, 2)), args.dtype, args.device)
 
-    rows, errors = [], {}
+    rows, errors, eryx_numpy = [], {}, None
     for key in names:
         name, file, sampling = CASES[key]
         pdb = folder / file
-        eryx_t, eryx_map = run_eryx(args.eryx, args.eryx_python, pdb, sampling, args.n_processes)
+        eryx_t, eryx_numpy, eryx_map = run_eryx(args.eryx, args.eryx_python, pdb, sampling, args.n_processes)
         best, port_map = None, None
         for _ in range(max(1, args.repeat)):
             t, port_map = run_port(pdb, sampling, args.dtype, args.device)
@@ -197,6 +198,7 @@ def main(argv=None) -> int:
         "command": "python benchmarks/bench_onephonon.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "torch": torch.__version__,
         "numpy": np.__version__,
+        "eryx_numpy": eryx_numpy,
         "dtype": args.dtype,
         "eryx_n_processes": args.n_processes,
         "torch_threads": torch.get_num_threads(),
