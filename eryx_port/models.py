@@ -83,6 +83,10 @@ class OnePhonon:
     ``xyz``/``adp`` overrides (see the module docstring), ``lever_arms`` ('eryx', default, reproduces
     eryx's A matrix, whose rotational lever arms are running sums of the centred coordinates; 'centered'
     uses each atom's position relative to its ASU mean), ``progress`` (tqdm bars, default True).
+
+    Attributes have eryx's meaning and shapes; ``Winv`` is real (eryx stores it as complex with a zero
+    imaginary part). :meth:`update` swaps spring constants, coordinates or B-factors without re-reading
+    the file.
     """
 
     def __init__(
