@@ -314,3 +314,9 @@ def test_lysozyme_193l_completes():
     integral = (model.hkl_grid == model.hkl_grid.round()).all(dim=1)
     assert torch.equal(I.isnan(), integral)
     assert bool((I[~integral] > 0).all())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is absent")
+def test_cuda_request_without_cuda_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        OnePhonon(_pdb("5zck"), *SMALL, device="cuda", progress=False)
