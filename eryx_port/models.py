@@ -29,7 +29,6 @@ import os
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import diffuse, phonons
 from .map_utils import generate_grid, get_resolution_mask

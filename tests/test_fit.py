@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from eryx_port import OnePhonon
-from trace_tools.paths import pdb_dir
+from structures import structure
 
 TRUE = (1.5, 0.4)  # gamma_intra, gamma_inter
 START = (3.0, 0.2)  # 2x off, in opposite directions
 
 
 def test_lbfgs_recovers_spring_constants():
-    path = pdb_dir() / "5zck.pdb"
-    if not path.is_file():
-        pytest.skip(f"test structure {path} is not available (set ERYX_PORT_PDB_DIR)")
+    path = structure("5zck")
     sampling = ((-2, 2, 2), (-1, 1, 2), (-1, 1, 2))
     target = OnePhonon(str(path), *sampling, gamma_intra=TRUE[0], gamma_inter=TRUE[1], progress=False).apply_disorder()
     keep = ~target.isnan()

@@ -14,14 +14,9 @@ import torch
 
 from eryx_port.gnm import Contacts, contacts_from_neighbor_lists
 from eryx_port.pdb import AtomicModel, GaussianNetworkModel
-from trace_tools.paths import pdb_dir
+from structures import structure
 
 
-def structure(name: str) -> str:
-    path = pdb_dir() / f"{name}.pdb"
-    if not path.is_file():
-        pytest.skip(f"test structure {path} is absent (set ERYX_PORT_PDB_DIR to the folder holding it)")
-    return str(path)
 
 
 _MODELS: dict[str, AtomicModel] = {}

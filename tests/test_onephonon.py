@@ -14,26 +14,21 @@ import pytest
 import torch
 
 from eryx_port import OnePhonon, diffuse, phonons
-from trace_tools.paths import pdb_dir
+from structures import structure
 
 SMALL = ((-1, 1, 2), (-1, 1, 2), (-1, 1, 2))
 
 
-def _pdb(name: str) -> str:
-    path = pdb_dir() / f"{name}.pdb"
-    if not path.is_file():
-        pytest.skip(f"test structure {path} is not available (set ERYX_PORT_PDB_DIR)")
-    return str(path)
 
 
 @pytest.fixture(scope="module")
 def zck():
-    return OnePhonon(_pdb("5zck"), *SMALL, progress=False)
+    return OnePhonon(structure("5zck"), *SMALL, progress=False)
 
 
 @pytest.fixture(scope="module")
 def n2h():
-    return OnePhonon(_pdb("7n2h"), (-1, 1, 3), (-1, 1, 3), (-1, 1, 2), gnm_cutoff=3.5, gamma_inter=0.25, progress=False)
+    return OnePhonon(structure("7n2h"), (-1, 1, 3), (-1, 1, 3), (-1, 1, 2), gnm_cutoff=3.5, gamma_inter=0.25, progress=False)
 
 
 # ---------------------------------------------------------------- building blocks
@@ -93,7 +88,7 @@ def test_dynamical_matrix_is_hermitian_with_translation_null_space(zck):
 
 def test_pseudo_inverse_handles_zero_modes_away_from_k0():
     """histidine: no contact between cells along a, so K(k) at k_a = 1/2 has the translations as zero modes."""
-    model = OnePhonon(_pdb("histidine"), *SMALL, progress=False)
+    model = OnePhonon(structure("histidine"), *SMALL, progress=False)
     K = model._K
     Kinv = phonons.inverse_dynamical(K)
     expected = torch.linalg.pinv(K, hermitian=True, rtol=phonons.PINV_RCOND)
@@ -204,7 +199,7 @@ def test_use_data_adp_changes_debye_waller_only(zck):
 
 
 def test_res_limit_masks_high_resolution(tmp_path):
-    model = OnePhonon(_pdb("5zck"), *SMALL, res_limit=4.6, progress=False)
+    model = OnePhonon(structure("5zck"), *SMALL, res_limit=4.6, progress=False)
     I = model.apply_disorder(outdir=str(tmp_path))
     assert bool((~model.res_mask).any()) and bool(I[~model.res_mask].isnan().all())
     saved = np.load(tmp_path / "rank_-0001.npy")
@@ -222,7 +217,7 @@ def test_at_kvec_indices_partition_the_map(n2h):
 
 
 def test_rb_model_runs_with_data_adp():
-    model = OnePhonon(_pdb("5zck"), (-1, 1, 4), (-1, 1, 2), (-1, 1, 2), model="rb", progress=False)
+    model = OnePhonon(structure("5zck"), (-1, 1, 4), (-1, 1, 2), (-1, 1, 2), model="rb", progress=False)
     assert model.V.shape == (4, 2, 2, 24, 24) and not bool(model.Winv.isnan().any())
     I = model.apply_disorder(use_data_adp=True)
     assert not bool(I.isnan().any()) and bool((I >= 0).all())
@@ -233,7 +228,7 @@ def test_rb_model_runs_with_data_adp():
 
 
 def test_float32_close_to_float64(zck):
-    m32 = OnePhonon(_pdb("5zck"), *SMALL, dtype=torch.float32, progress=False)
+    m32 = OnePhonon(structure("5zck"), *SMALL, dtype=torch.float32, progress=False)
     I64, I32 = zck.apply_disorder(), m32.apply_disorder()
     assert I32.dtype == torch.float32
     assert torch.equal(I64.isnan(), I32.isnan())
@@ -242,7 +237,7 @@ def test_float32_close_to_float64(zck):
 
 
 def test_explicit_cpu_device_and_centered_arms(zck):
-    model = OnePhonon(_pdb("5zck"), *SMALL, device="cpu", lever_arms="centered", progress=False)
+    model = OnePhonon(structure("5zck"), *SMALL, device="cpu", lever_arms="centered", progress=False)
     I = model.apply_disorder()
     assert I.device.type == "cpu"
     assert torch.equal(I.isnan(), zck.apply_disorder().isnan())
@@ -250,8 +245,8 @@ def test_explicit_cpu_device_and_centered_arms(zck):
 
 
 def test_update_matches_fresh_construction(zck):
-    fresh = OnePhonon(_pdb("5zck"), *SMALL, gamma_intra=2.0, gamma_inter=0.5, progress=False)
-    model = OnePhonon(_pdb("5zck"), *SMALL, progress=False).update(gamma_intra=2.0, gamma_inter=0.5)
+    fresh = OnePhonon(structure("5zck"), *SMALL, gamma_intra=2.0, gamma_inter=0.5, progress=False)
+    model = OnePhonon(structure("5zck"), *SMALL, progress=False).update(gamma_intra=2.0, gamma_inter=0.5)
     a, b = fresh.apply_disorder(), model.apply_disorder()
     assert torch.allclose(a[~a.isnan()], b[~b.isnan()], rtol=1e-12)
 
@@ -277,7 +272,7 @@ def test_update_matches_fresh_construction(zck):
     ],
 )
 def test_bad_constructor_input(kwargs, match):
-    args = dict(pdb_path=_pdb("5zck"), hsampling=SMALL[0], ksampling=SMALL[1], lsampling=SMALL[2], progress=False)
+    args = dict(pdb_path=structure("5zck"), hsampling=SMALL[0], ksampling=SMALL[1], lsampling=SMALL[2], progress=False)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         OnePhonon(**args)
@@ -285,13 +280,13 @@ def test_bad_constructor_input(kwargs, match):
 
 def test_p1_file_without_expansion_is_refused():
     with pytest.raises(ValueError, match="expand_p1=False"):
-        OnePhonon(_pdb("5zck_p1"), *SMALL, expand_p1=False, progress=False)
+        OnePhonon(structure("5zck_p1"), *SMALL, expand_p1=False, progress=False)
 
 
 def test_degenerate_rigid_body_is_refused():
     # the file reads as a single atom: rotations without inertia (eryx raises LinAlgError)
     with pytest.raises(ValueError, match="mass matrix of ASU"):
-        OnePhonon(_pdb("pentagon"), *SMALL, progress=False)
+        OnePhonon(structure("pentagon"), *SMALL, progress=False)
 
 
 def test_bad_apply_disorder_and_override_input(zck):
@@ -300,15 +295,15 @@ def test_bad_apply_disorder_and_override_input(zck):
     with pytest.raises(ValueError, match="rank must be -1"):
         zck.apply_disorder(rank=1.5)
     with pytest.raises(ValueError, match="xyz must have shape"):
-        OnePhonon(_pdb("5zck"), *SMALL, xyz=torch.zeros(3, 3), progress=False)
+        OnePhonon(structure("5zck"), *SMALL, xyz=torch.zeros(3, 3), progress=False)
     with pytest.raises(ValueError, match="adp must have shape"):
-        OnePhonon(_pdb("5zck"), *SMALL, adp=torch.ones(5), progress=False)
+        OnePhonon(structure("5zck"), *SMALL, adp=torch.ones(5), progress=False)
 
 
 @pytest.mark.slow
 def test_lysozyme_193l_completes():
     """A real protein: 8 ASUs x 1001 atoms, (-2, 2, 2) on each axis (a few seconds)."""
-    model = OnePhonon(_pdb("193l"), (-2, 2, 2), (-2, 2, 2), (-2, 2, 2), progress=False)
+    model = OnePhonon(structure("193l"), (-2, 2, 2), (-2, 2, 2), (-2, 2, 2), progress=False)
     assert (model.n_asu, model.n_atoms_per_asu) == (8, 1001)
     I = model.apply_disorder()
     integral = (model.hkl_grid == model.hkl_grid.round()).all(dim=1)
@@ -319,4 +314,4 @@ def test_lysozyme_193l_completes():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is absent")
 def test_cuda_request_without_cuda_is_a_clear_error():
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        OnePhonon(_pdb("5zck"), *SMALL, device="cuda", progress=False)
+        OnePhonon(structure("5zck"), *SMALL, device="cuda", progress=False)

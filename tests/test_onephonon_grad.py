@@ -7,22 +7,17 @@ import pytest
 import torch
 
 from eryx_port import OnePhonon
-from trace_tools.paths import pdb_dir
+from structures import structure
 
 SMALL = ((-1, 1, 2), (-1, 1, 2), (-1, 1, 2))
 pytestmark = pytest.mark.gradcheck
 
 
-def _pdb(name: str) -> str:
-    path = pdb_dir() / f"{name}.pdb"
-    if not path.is_file():
-        pytest.skip(f"test structure {path} is not available (set ERYX_PORT_PDB_DIR)")
-    return str(path)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    model = OnePhonon(_pdb("5zck"), *SMALL, gamma_intra=1.3, gamma_inter=0.7, progress=False)
+    model = OnePhonon(structure("5zck"), *SMALL, gamma_intra=1.3, gamma_inter=0.7, progress=False)
     ref = model.apply_disorder().detach()
     keep = ~ref.isnan()
     proj = torch.rand(4, int(keep.sum()), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -71,10 +66,10 @@ def test_gradcheck_b_factors(setup):
 def test_constructor_tensors_give_finite_gradients_through_nan_masked_loss():
     gi = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
     ge = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
-    base = OnePhonon(_pdb("5zck"), *SMALL, progress=False)
+    base = OnePhonon(structure("5zck"), *SMALL, progress=False)
     xyz = base.model.xyz.detach().clone().requires_grad_(True)
     adp = base.model.adp[0].detach().clone().requires_grad_(True)
-    model = OnePhonon(_pdb("5zck"), *SMALL, gamma_intra=gi, gamma_inter=ge, xyz=xyz, adp=adp, progress=False)
+    model = OnePhonon(structure("5zck"), *SMALL, gamma_intra=gi, gamma_inter=ge, xyz=xyz, adp=adp, progress=False)
     I = model.apply_disorder()
     assert bool(I.isnan().any())  # the Bragg positions, as in eryx
     loss = torch.nansum(I) + torch.nansum(model.apply_disorder(use_data_adp=True))

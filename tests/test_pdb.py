@@ -20,14 +20,9 @@ from eryx_port.pdb import (
     get_unit_cell_axes,
     sym_str_as_matrix,
 )
-from trace_tools.paths import pdb_dir
+from structures import structure
 
 
-def structure(name: str) -> str:
-    path = pdb_dir() / f"{name}.pdb"
-    if not path.is_file():
-        pytest.skip(f"test structure {path} is absent (set ERYX_PORT_PDB_DIR to the folder holding it)")
-    return str(path)
 
 
 # ---------------------------------------------------------------- header helpers

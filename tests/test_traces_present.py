@@ -13,7 +13,6 @@ import functools
 import importlib.util
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 
