@@ -10,6 +10,9 @@ from .values import FileRef
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PDB_DIR_ENV = "ERYX_PORT_PDB_DIR"
+# What a test run leaves for the dashboard (not committed).
+RESULTS_DIR = REPO_ROOT / "build" / "trace-results"  # parity/gradcheck outcomes, *.jsonl
+COVERAGE_FILE = REPO_ROOT / "build" / "coverage" / ".coverage"
 
 
 def pdb_dir() -> Path:

@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from .paths import REPO_ROOT, traces_dir
+from .paths import COVERAGE_FILE, REPO_ROOT, RESULTS_DIR, traces_dir
 from .registry import DEFAULT_RTOL
 
 PHASES = (
@@ -31,8 +31,6 @@ PHASES = (
     "integration",
 )
 
-RESULTS_DIR = REPO_ROOT / "build" / "trace-results"
-COVERAGE_FILE = REPO_ROOT / "build" / "coverage" / ".coverage"
 BENCHMARKS_FILE = REPO_ROOT / "benchmarks" / "results.json"
 INVENTORY_FILE = traces_dir() / "eryx_api.json"
 FUNCTIONS_FILE = traces_dir() / "functions.toml"

@@ -22,11 +22,10 @@ from typing import Any
 import pytest
 
 from .compare import compare
-from .paths import REPO_ROOT, pdb_dir, traces_dir
+from .paths import RESULTS_DIR, pdb_dir, traces_dir
 from .registry import load_registry
 from .values import Call, FileRef, ObjectData
 
-RESULTS_DIR = REPO_ROOT / "build" / "trace-results"
 _RESULT_KEY = "trace_result"
 
 
