@@ -182,7 +182,7 @@ class OnePhonon:
         n_copies = int(self.model.xyz.shape[0])
         if n_copies != self.model.n_asu:
             raise ValueError(
-                f"{os.path.basename(str(pdb_path))}: expand_p1={expand_p1!r} gives {n_copies} cop{"y" if n_copies == 1 else "ies"} of the atoms "
+                f"{os.path.basename(str(pdb_path))}: expand_p1={expand_p1!r} gives {n_copies} cop{'y' if n_copies == 1 else 'ies'} of the atoms "
                 f"but the symmetry operations describe {self.model.n_asu} ASUs; use expand_p1=True with the "
                 "asymmetric unit (eryx fails on this combination, e.g. a '_p1' file with expand_p1=False)"
             )
