@@ -349,7 +349,7 @@ def test_results_loader_rejects_bad_lines(tmp_path):
 
 
 def test_port_coverage_of_a_function_body(tmp_path, monkeypatch):
-    coverage = pytest.importorskip("coverage")
+    import coverage
     pkg = tmp_path / "covdemo_pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -683,8 +683,8 @@ def _pytest_in(folder, *args):
 
 
 def test_coverage_plugin_measures_xdist_workers_and_keeps_the_last_parity_run(tmp_path):
-    coverage = pytest.importorskip("coverage")
-    pytest.importorskip("xdist")
+    import coverage
+    import xdist  # noqa: F401  (the test runs pytest -n 2)
     # A stand-in package named like the port, first on the path of the child runs (no torch import).
     (tmp_path / "eryx_port").mkdir()
     (tmp_path / "eryx_port" / "__init__.py").write_text(
