@@ -11,7 +11,7 @@ the contacts join all molecules of a block of cells, so that the elastic network
 the whole lattice together (no free rigid-body modes away from the Bragg peaks).  B-factors grow with the distance from the
 backbone.  Nothing here is taken from a deposited entry.
 
-Run from the repository root:  python scripts/make_demo_structure.py
+Run from the repository root:  python eryx_port/data/make_demo_structure.py
 (deterministic: the same file is written every time).
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
-OUT = Path(__file__).resolve().parent.parent / "eryx_port" / "data" / "demo_peptide.pdb"
+OUT = Path(__file__).resolve().parent / "demo_peptide.pdb"
 SPACE_GROUP = "P 21 21 21"
 A_AXIS = 4.80  # inter-strand spacing in a beta sheet
 MIN_CLASH = 2.7  # closest allowed approach between atoms of different copies (backbone N-H...O=C bonds are ~2.9 A)
