@@ -397,6 +397,14 @@ def _short(u: dict[str, Any], module: str) -> str:
     return name + ("*" if u["listed"] else "")
 
 
+def _bench_rows(b: dict[str, Any]) -> list[list[str]]:
+    """One row per case and stage of the benchmark table (both renderers)."""
+    return [
+        [c["case"], c["stage"], _seconds(c["eryx_s"]), _seconds(c["port_s"]), _ratio(c["ratio"])]
+        for c in b["cases"]
+    ]
+
+
 def _bench_md(b: dict[str, Any] | None) -> list[str]:
     if b is None:
         return ["No benchmark results yet (benchmarks/results.json)."]
@@ -407,16 +415,7 @@ def _bench_md(b: dict[str, Any] | None) -> list[str]:
     ]
     lines += _md_table(
         ["Case", "Stage", "eryx (s)", "port (s)", "Speed-up"],
-        [
-            [
-                c["case"],
-                c["stage"],
-                _seconds(c["eryx_s"]),
-                _seconds(c["port_s"]),
-                _ratio(c["ratio"]),
-            ]
-            for c in b["cases"]
-        ],
+        _bench_rows(b),
     )
     if b["max_rel_err"]:
         lines += [
@@ -653,16 +652,7 @@ def render_html(facts: dict[str, Any], stamp: str) -> str:
         body.append(
             _html_table(
                 ["Case", "Stage", "eryx (s)", "port (s)", "Speed-up"],
-                [
-                    [
-                        c["case"],
-                        c["stage"],
-                        _seconds(c["eryx_s"]),
-                        _seconds(c["port_s"]),
-                        _ratio(c["ratio"]),
-                    ]
-                    for c in b["cases"]
-                ],
+                _bench_rows(b),
             )
         )
         if b["max_rel_err"]:

@@ -15,18 +15,7 @@ from eryx_port import map_utils
 from trace_tools.registry import parity
 from trace_tools.values import ObjectData
 
-__all__ = ["recorded_outcome"]
-
-
-def recorded_outcome(call, run: Callable[[], Any]) -> tuple[Any, Any]:
-    """``(port output, recorded output)``; a call that raised in eryx must raise in the port too."""
-    if call.exception is None:
-        return run(), call.result
-    try:
-        run()
-    except Exception as exc:  # the port's own error for the same bad input
-        return f"raised ({type(exc).__name__})", f"raised ({type(exc).__name__})"
-    return "returned", f"raised {call.exception.type}: {call.exception.message}"
+from .outcome import recorded_outcome
 
 
 def _register(name: str, replay: Callable[[dict], Any]) -> None:

@@ -21,7 +21,7 @@ from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
 from trace_tools.values import ElementData, FileRef, ObjectData
 
-from .map_utils import recorded_outcome
+from .outcome import recorded_outcome
 
 # gemmi.Structure is stored as an empty record (not data); everything else eryx set is compared.
 _NOT_DATA = {"structure"}

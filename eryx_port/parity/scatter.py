@@ -8,7 +8,7 @@ import torch
 from eryx_port import scatter
 from trace_tools.registry import gradcheck, parity
 
-from .map_utils import recorded_outcome
+from .outcome import recorded_outcome
 
 _SF_OPTIONS = ("U", "compute_qF", "project_on_components", "sum_over_atoms")
 
