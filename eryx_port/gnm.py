@@ -284,7 +284,9 @@ class GaussianNetworkModel:
         n_asu, n_at = self.n_asu, self.n_atoms_per_asu
         if hessian is not None:
             # any number of degrees of freedom per ASU: OnePhonon passes its rigid-body Hessian here
-            hessian = torch.as_tensor(hessian, device=eikr.device)
+            if not isinstance(hessian, torch.Tensor):  # copy: arrays may be read-only (e.g. from a trace)
+                hessian = torch.as_tensor(np.array(hessian))
+            hessian = hessian.to(eikr.device)
             shape = tuple(hessian.shape)
             if len(shape) != 5 or shape[0] != n_asu or shape[3] != n_asu or shape[2] != self.n_cell or shape[1] != shape[4]:
                 raise ValueError(
