@@ -543,6 +543,20 @@ def _percent(done: int, total: int) -> int:
     return done * 100 // total if total else 0
 
 
+def _tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts by status, completion and state of a group of function rows (a phase, or all)."""
+    count = {st: sum(r["status"] == st for r in rows) for st in (DONE, FAILING, UNTESTED, NOT_PORTED)}
+    return {
+        "functions": len(rows),
+        "done": count[DONE],
+        "failing": count[FAILING],
+        "untested": count[UNTESTED],
+        "not_ported": count[NOT_PORTED],
+        "completion": _percent(count[DONE], len(rows)),
+        "state": _phase_state(count[DONE], len(rows), len(rows) - count[NOT_PORTED]),
+    }
+
+
 def _phase_state(done: int, total: int, started: int) -> str:
     if total and done == total:
         return "Complete"
@@ -585,35 +599,11 @@ def derive(raw: dict[str, Any], today: str) -> dict[str, Any]:
         members = [r for r in rows if r["phase"] == phase]
         if not members and phase not in PHASES:
             continue
-        done = sum(r["status"] == DONE for r in members)
-        started = sum(r["status"] != NOT_PORTED for r in members)
-        phases.append(
-            {
-                "name": phase,
-                "functions": len(members),
-                "done": done,
-                "failing": sum(r["status"] == FAILING for r in members),
-                "untested": sum(r["status"] == UNTESTED for r in members),
-                "not_ported": sum(r["status"] == NOT_PORTED for r in members),
-                "completion": _percent(done, len(members)),
-                "state": _phase_state(done, len(members), started)
-                if members
-                else "No functions listed",
-                "rows": members,
-            }
-        )
-    done_all = sum(r["status"] == DONE for r in rows)
-    overall = {
-        "functions": len(rows),
-        "done": done_all,
-        "failing": sum(r["status"] == FAILING for r in rows),
-        "untested": sum(r["status"] == UNTESTED for r in rows),
-        "not_ported": sum(r["status"] == NOT_PORTED for r in rows),
-        "completion": _percent(done_all, len(rows)),
-        "state": _phase_state(
-            done_all, len(rows), sum(r["status"] != NOT_PORTED for r in rows)
-        ),
-    }
+        tally = _tally(members)
+        if not members:
+            tally["state"] = "No functions listed"
+        phases.append({"name": phase, **tally, "rows": members})
+    overall = _tally(rows)
 
     history = dict(raw.get("history", {}))
     checkpoints = []

@@ -374,14 +374,7 @@ def _surface_md(facts: dict[str, Any]) -> list[str]:
     lines.append("")
     lines += _md_table(
         ["Module", "Ported", "Unported"],
-        [
-            [
-                m["module"],
-                f"{m['ported']}/{m['total']}",
-                ", ".join(_short(u, m["module"]) for u in m["unported"]) or "-",
-            ]
-            for m in s["modules"]
-        ],
+        _surface_rows(s),
     )
     if facts["registered_unlisted"]:
         lines += [
@@ -395,6 +388,14 @@ def _surface_md(facts: dict[str, Any]) -> list[str]:
 def _short(u: dict[str, Any], module: str) -> str:
     name = u["name"].removeprefix(module + ".")
     return name + ("*" if u["listed"] else "")
+
+
+def _surface_rows(s: dict[str, Any]) -> list[list[str]]:
+    """One row per eryx module of the unported-surface table (both renderers)."""
+    return [
+        [m["module"], f"{m['ported']}/{m['total']}", ", ".join(_short(u, m["module"]) for u in m["unported"]) or "-"]
+        for m in s["modules"]
+    ]
 
 
 def _bench_rows(b: dict[str, Any]) -> list[list[str]]:
@@ -621,14 +622,7 @@ def render_html(facts: dict[str, Any], stamp: str) -> str:
         body.append(
             _html_table(
                 ["Module", "Ported", "Unported"],
-                [
-                    [
-                        m["module"],
-                        f"{m['ported']}/{m['total']}",
-                        ", ".join(_short(u, m["module"]) for u in m["unported"]) or "-",
-                    ]
-                    for m in s["modules"]
-                ],
+                _surface_rows(s),
             )
         )
         if facts["registered_unlisted"]:

@@ -68,6 +68,15 @@ def _written(obj: Any, call) -> tuple[dict, dict]:
     return _mirror(actual, expected)
 
 
+def _constructed(call, build) -> tuple[Any, Any]:
+    """Replay a constructor: the attributes it set against eryx's; where eryx raised, the port must raise."""
+
+    def run():
+        return _written(build(), call)
+
+    return run() if call.exception is None else recorded_outcome(call, run)
+
+
 def _attr(obj: Any, name: str) -> Any:
     return obj.attrs[name] if isinstance(obj, ObjectData) else getattr(obj, name)
 
@@ -161,17 +170,10 @@ def _(call, name):
 @parity("eryx.pdb.AtomicModel.__init__", port="eryx_port.pdb.AtomicModel.__init__")
 def _(call):
     a = call.args
-
-    def run():
-        model = pdb.AtomicModel(
-            _path(a["pdb_file"]), expand_p1=a.get("expand_p1", False), frame=a.get("frame", 0),
-            clean_pdb=a.get("clean_pdb", True),
-        )
-        return _written(model, call)
-
-    if call.exception is None:
-        return run()
-    return recorded_outcome(call, run)
+    return _constructed(call, lambda: pdb.AtomicModel(
+        _path(a["pdb_file"]), expand_p1=a.get("expand_p1", False), frame=a.get("frame", 0),
+        clean_pdb=a.get("clean_pdb", True),
+    ))
 
 
 @parity("eryx.pdb.AtomicModel._get_xyz_asus", port="eryx_port.pdb.AtomicModel._get_xyz_asus")
@@ -239,14 +241,9 @@ def _(call):
 @parity("eryx.pdb.GaussianNetworkModel.__init__", port="eryx_port.gnm.GaussianNetworkModel.__init__")
 def _(call):
     a = call.args
-
-    def run():
-        g = gnm_mod.GaussianNetworkModel(_path(a["pdb_path"]), a["enm_cutoff"], a["gamma_intra"], a["gamma_inter"])
-        return _written(g, call)
-
-    if call.exception is None:
-        return run()
-    return recorded_outcome(call, run)
+    return _constructed(
+        call, lambda: gnm_mod.GaussianNetworkModel(_path(a["pdb_path"]), a["enm_cutoff"], a["gamma_intra"], a["gamma_inter"])
+    )
 
 
 @parity("eryx.pdb.GaussianNetworkModel.build_gamma", port="eryx_port.gnm.GaussianNetworkModel.build_gamma")
