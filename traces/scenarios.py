@@ -22,6 +22,7 @@ Conventions kept by every scenario (see traces/README.md for the catalogue):
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 
@@ -135,6 +136,25 @@ def _gnm_direct(pkg, pdb_path, cutoff, gamma_intra, gamma_inter, kvec):
     gnm.compute_Kinv(hessian, kvec=kvec)
     gnm.compute_Kinv(hessian, kvec=0.5 * kvec, reshape=False)
     return gnm
+
+
+@contextlib.contextmanager
+def _unrecorded(owner, *names):
+    """Run the block with the recorder's wrappers of ``owner.<name>`` set aside (originals called).
+
+    For the all-atom arrays of a large structure (the 1001-atom mass matrix, 9e6 values, and GNM
+    Hessian, 2.7e7 values) that would exceed the recorder's array limit and be stored truncated;
+    these functions are recorded in full in the scenarios of the smaller structures. Outside the
+    recorder (no ``__wrapped__``) nothing changes.
+    """
+    saved = {name: owner.__dict__[name] for name in names}
+    try:
+        for name, wrapper in saved.items():
+            setattr(owner, name, getattr(wrapper, "__wrapped__", wrapper))
+        yield
+    finally:
+        for name, wrapper in saved.items():
+            setattr(owner, name, wrapper)
 
 
 def _one_phonon(pkg, pdb_path, sampling, **kwargs):
@@ -273,7 +293,7 @@ def s_2ol9_3(pkg, pdb_dir):
     _gnm_direct(pkg, path, 4.5, 1.0, 0.2, [-0.2, 0.15, 0.3])
 
 
-# --- 6o2h_clean: larger P 1 structure, tiny grid only -----------------------------------
+# --- 6o2h_clean: larger P 1 structure (eryx's paper example) ---------------------------
 
 
 def s_6o2h_1(pkg, pdb_dir):
@@ -283,6 +303,32 @@ def s_6o2h_1(pkg, pdb_dir):
     base.compute_molecular_transform(path, (-1, 1, 1), (-1, 1, 1), (-1, 1, 1), expand_friedel=True,
                                      batch_size=10, n_processes=1)
     base.compute_crystal_transform(path, (-1, 1, 1), (-1, 1, 1), (0, 1, 1), batch_size=10, n_processes=1)
+
+
+def s_6o2h_2(pkg, pdb_dir):
+    """OnePhonon GNM on the triclinic 6o2h (paper springs: cutoff 4, gamma 2 / 1), oversampling (7,7,8), res_limit 22.
+
+    392 k-vectors on a 15 x 15 x 9 grid, about a fifth of the points masked; apply_disorder with
+    GNM ADPs and data ADPs (rank -1) and one mode (rank 0).
+    """
+    models, pdb = _module(pkg, "models"), _module(pkg, "pdb")
+    with _unrecorded(models.OnePhonon, "_build_M_allatoms", "_project_M"), \
+            _unrecorded(pdb.GaussianNetworkModel, "compute_hessian"):
+        op = _one_phonon(pkg, _pdb(pdb_dir, "6o2h_clean"), ((-1, 1, 7), (-1, 1, 7), (0, 1, 8)),
+                         res_limit=22.0, gnm_cutoff=4.0, gamma_intra=2.0, gamma_inter=1.0)
+    op.apply_disorder(rank=-1, use_data_adp=False)
+    op.apply_disorder(rank=-1, use_data_adp=True)
+    op.apply_disorder(rank=0, use_data_adp=False)
+
+
+def s_6o2h_3(pkg, pdb_dir):
+    """OnePhonon model='rb' on 6o2h with the paper's oversampling (13,11,11): 1573 k-vectors, data ADPs."""
+    models = _module(pkg, "models")
+    with _unrecorded(models.OnePhonon, "_build_M_allatoms", "_project_M"):
+        op = _one_phonon(pkg, _pdb(pdb_dir, "6o2h_clean"), ((-1, 1, 13), (-1, 1, 11), (0, 1, 11)),
+                         model="rb", res_limit=19.0)
+    op.apply_disorder(rank=-1, use_data_adp=True)
+    op.apply_disorder(rank=5, use_data_adp=True)
 
 
 SCENARIOS = {
@@ -298,4 +344,6 @@ SCENARIOS = {
     "2ol9-s2": s_2ol9_2,
     "2ol9-s3": s_2ol9_3,
     "6o2h_clean-s1": s_6o2h_1,
+    "6o2h_clean-s2": s_6o2h_2,
+    "6o2h_clean-s3": s_6o2h_3,
 }
