@@ -204,6 +204,20 @@ def test_rendering_is_deterministic_and_stamp_is_one_line(raw):
         assert sum(STAMP_PREFIX in line for line in page.splitlines()) == 1
 
 
+
+def test_benchmark_peak_memory_and_extrapolated_eryx_are_shown(raw):
+    """Fresh-process cases add peak memory; eryx's extrapolated figures are labelled in both pages."""
+    raw["benchmarks"]["cases"].append(
+        {"case": "paper", "stage": "total", "eryx_s": 7e4, "port_s": 300.0, "ratio": 233.0, "eryx_extrapolated": True}
+    )
+    raw["benchmarks"]["peak_rss_mib"] = {"paper": {"eryx": 20480.0, "port": 6144.0, "eryx_extrapolated": True}}
+    facts = pf.derive(raw, TODAY)
+    md, html = render_markdown(facts, STAMP), render_html(facts, STAMP)
+    assert "| paper | total | 7e+04 (extrapolated) | 300 | 233x (extrapolated) |" in md
+    for page in (md, html):
+        assert "paper: eryx 20.00 GiB (extrapolated), port 6.00 GiB" in page
+        assert "| 5zck | apply_disorder | 12.3 | 0.5 | 24.7x |" in md  # rows without the flag unchanged
+
 def test_error_picture_counts_cases_per_decade(raw):
     facts = pf.derive(raw, TODAY)
     svg = svg_error_distribution(facts)

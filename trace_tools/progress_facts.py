@@ -701,6 +701,7 @@ def _benchmarks(bench: dict[str, Any] | None) -> dict[str, Any] | None:
                 "eryx_s": case.get("eryx_s"),
                 "port_s": case.get("port_s"),
                 "ratio": case.get("ratio"),
+                "eryx_extrapolated": bool(case.get("eryx_extrapolated")),
             }
         )
     errors = {
@@ -715,4 +716,13 @@ def _benchmarks(bench: dict[str, Any] | None) -> dict[str, Any] | None:
         "numpy": str(bench.get("numpy", "")),
         "cases": cases,
         "max_rel_err": errors,
+        # peak resident memory of the fresh-process cases (MiB), eryx's possibly extrapolated
+        "peak_rss_mib": {
+            str(k): {
+                "eryx": v.get("eryx"),
+                "port": v.get("port"),
+                "eryx_extrapolated": bool(v.get("eryx_extrapolated")),
+            }
+            for k, v in sorted((bench.get("peak_rss_mib") or {}).items())
+        },
     }

@@ -399,11 +399,23 @@ def _surface_rows(s: dict[str, Any]) -> list[list[str]]:
 
 
 def _bench_rows(b: dict[str, Any]) -> list[list[str]]:
-    """One row per case and stage of the benchmark table (both renderers)."""
+    """One row per case and stage of the benchmark table (both renderers); eryx's extrapolated
+    figures are marked so."""
+    mark = lambda c, text: text + " (extrapolated)" if c.get("eryx_extrapolated") else text  # noqa: E731
     return [
-        [c["case"], c["stage"], _seconds(c["eryx_s"]), _seconds(c["port_s"]), _ratio(c["ratio"])]
+        [c["case"], c["stage"], mark(c, _seconds(c["eryx_s"])), _seconds(c["port_s"]), mark(c, _ratio(c["ratio"]))]
         for c in b["cases"]
     ]
+
+
+def _bench_memory(b: dict[str, Any]) -> str:
+    """One sentence on the peak memory of the fresh-process cases ('' when none were measured)."""
+    parts = []
+    for case, m in b.get("peak_rss_mib", {}).items():
+        eryx = "—" if m["eryx"] is None else f"{m['eryx'] / 1024:.2f} GiB"
+        port = "—" if m["port"] is None else f"{m['port'] / 1024:.2f} GiB"
+        parts.append(f"{case}: eryx {eryx}{' (extrapolated)' if m['eryx_extrapolated'] else ''}, port {port}")
+    return "Peak resident memory, each in a fresh process: " + "; ".join(parts) + "." if parts else ""
 
 
 def _bench_md(b: dict[str, Any] | None) -> list[str]:
@@ -424,6 +436,8 @@ def _bench_md(b: dict[str, Any] | None) -> list[str]:
             "Largest relative error of the port's map against eryx's, per case: "
             + ", ".join(f"{k}: {v}" for k, v in b["max_rel_err"].items()),
         ]
+    if _bench_memory(b):
+        lines += ["", _bench_memory(b)]
     return lines
 
 
@@ -655,6 +669,8 @@ def render_html(facts: dict[str, Any], stamp: str) -> str:
                 + _e(", ".join(f"{k}: {v}" for k, v in b["max_rel_err"].items()))
                 + "</p>"
             )
+        if _bench_memory(b):
+            body.append(f"<p>{_e(_bench_memory(b))}</p>")
 
     return "\n".join(
         [
