@@ -1,0 +1,320 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Structure-factor sums on a regular hkl grid, exact for every unit cell: the engine the models use.
+
+For the atoms j of each ASU, with fractional coordinates ``x_j``, isotropic displacement ``U_j``,
+real weights ``w_jc`` and one element's form factor ``f(|q|)``, the sums on a grid of Miller
+indices ``hkl`` are::
+
+    S_c(hkl) = f(|q|) sum_j w_jc exp(2 pi i hkl . x_j) exp(-U_j |q|^2 / 2),   |q|^2 = hkl^T G hkl.
+
+The phase factorises along h, k and l for any cell; the Debye-Waller factor does too, except for
+the cross terms of the metric ``G``. Split the axes into a column axis ``f`` and two row axes
+(a1, a2). Then ``|q|^2 / 2 = row part + G_ff h_f^2 / 2 + h_f g`` with ``g = G_1f h_1 + G_2f h_2``,
+and only ``h_f g`` ties a row to a column. Rows are sorted by ``g`` and cut into blocks, columns
+into narrow blocks, and around a block's centre ``(g0, hf0)``::
+
+    h_f g = h_f g0 + hf0 (g - g0) + (h_f - hf0) (g - g0).
+
+The first term joins the column table and the second the row table, exactly. The small bilinear
+rest ``exp(-U_j dh dg)`` is a short Chebyshev series in ``dg`` whose coefficients are modified
+Bessel functions of ``U_j dh eps`` (``eps`` the block's half width in g); it is truncated where
+its error bound drops below the working precision, so the sums are exact to round-off. A cell
+with an axis free of cross terms (orthogonal, hexagonal l, monoclinic b) needs a single term.
+Every (row block, column block) pair is then one batched complex matrix product over the atoms:
+no transcendental function is evaluated per (atom, q-point) pair.
+
+Why this and not a non-uniform FFT: the Debye-Waller factor would still need an expansion (one
+transform per element, weight and term), and at 1e-12 the transforms cost more than the matrix
+products on grids of 1e8 points (and do not give gradients in torch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+# Relative size below which a cross term of the metric is round-off (orthogonal axes carry ~1e-17).
+_CROSS_TERM_TOL = 1e-14
+# Rows per block when rows are coupled to the column axis: smaller blocks are narrower in g
+# (fewer Chebyshev terms) but give smaller matrix products.
+_ROW_BLOCK_COUPLED = 512
+_ROW_BLOCK_FREE = 512
+# Columns per block when coupled: the Chebyshev argument grows with the block's width.
+_COL_BLOCK_COUPLED = 48
+_DEBUG = False
+
+
+def element_groups(ff_a: torch.Tensor, ff_b: torch.Tensor, ff_c: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Group the atoms of one ASU by identical form-factor coefficients.
+
+    ``ff_a``/``ff_b``: (n_atoms, n_gauss), ``ff_c``: (n_atoms,). Returns (list of atom-index tensors,
+    coefficients (n_groups, 2 n_gauss + 1) as ``a..., b..., c``).
+    """
+    coefs = torch.cat([ff_a, ff_b, ff_c[:, None]], dim=1)
+    unique, inverse = torch.unique(coefs.detach().cpu(), dim=0, return_inverse=True)
+    groups = [torch.nonzero(inverse == g).reshape(-1).to(ff_a.device) for g in range(unique.shape[0])]
+    return groups, unique.to(device=ff_a.device, dtype=ff_a.dtype)
+
+
+def form_factor(coef: torch.Tensor, qsq: torch.Tensor) -> torch.Tensor:
+    """One element's form factor ``sum_i a_i exp(-b_i |q|^2 / (16 pi^2)) + c`` at |q|^2 values ``qsq``."""
+    n = (coef.numel() - 1) // 2
+    s = qsq / (16 * math.pi**2)
+    total = torch.full_like(s, float(coef[2 * n])) if not coef.requires_grad else coef[2 * n].expand_as(s)
+    for i in range(n):
+        total = total + coef[i] * torch.exp(-coef[n + i] * s)
+    return total
+
+
+def chebyshev_terms(eps_times_range: float, tol: float) -> int:
+    """Terms of the series of exp(-z y), |y| <= 1, |z| <= ``eps_times_range``, for error below ``tol``."""
+    z = abs(float(eps_times_range))
+    if z == 0.0:
+        return 1
+    m, bound = 1, 2 * (z / 2)  # 2 I_M(z) ~ 2 (z/2)^M / M! bounds the dropped tail
+    while bound * math.exp(z * z / 4) > tol and m < 64:
+        m += 1
+        bound *= (z / 2) / m
+    return m
+
+
+def bessel_coefficients(z: torch.Tensor, n_terms: int) -> torch.Tensor:
+    """Chebyshev coefficients of ``exp(-z y)`` in y: ``(2 - [m = 0]) (-1)^m I_m(z)``, stacked on a new last axis.
+
+    Power series of I_m (differentiable in z), summed in Horner form; exact to round-off for the
+    small |z| the engine uses (the number of series terms follows from the largest |z|).
+    """
+    h = z / 2
+    h2 = h * h
+    hmax = float(h.detach().abs().max()) if h.numel() else 0.0
+    n_series = 0
+    while hmax > 0 and hmax ** (2 * (n_series + 1)) / math.factorial(n_series + 1) ** 2 > 1e-18 and n_series < 40:
+        n_series += 1
+    out = []
+    hm = torch.ones_like(h)  # h^m / m!
+    for m in range(n_terms):
+        total = torch.ones_like(h)
+        for k in range(n_series, 0, -1):  # 1 + h2/(1(m+1)) (1 + h2/(2(m+2)) (1 + ...))
+            total = total * h2 * (1.0 / (k * (k + m))) + 1.0
+        out.append(hm * total * (1.0 if m == 0 else 2.0 * (-1) ** m))
+        hm = hm * h * (1.0 / (m + 1))
+    return torch.stack(out, dim=-1)
+
+
+def chebyshev_polynomials(y: torch.Tensor, n_terms: int) -> torch.Tensor:
+    """T_0(y) .. T_{n-1}(y) stacked on a new last axis."""
+    T = [torch.ones_like(y), y]
+    while len(T) < n_terms:
+        T.append(2 * y * T[-1] - T[-2])
+    return torch.stack(T[:n_terms], dim=-1)
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """How the grid is cut: the column axis, and the rows in blocks of similar coupling g.
+
+    ``blocks`` (n_blocks, B) holds flat row indices ``i1 * n2 + i2``; a block shorter than B is
+    padded with its first row (computed twice, read once). ``slot`` (n_rows,) is each row's
+    position in ``blocks.reshape(-1)``.
+    """
+
+    perm: tuple[int, int, int]  # (a1, a2, f): row axes, then the column axis
+    blocks: torch.Tensor
+    slot: torch.Tensor
+    col_block: int
+    coupled: bool  # False: g is identically zero (one Chebyshev term, any block width)
+
+
+def _cross_free(G: torch.Tensor, ax: int) -> bool:
+    scale = float(G.detach().abs().max())
+    return all(abs(float(G[ax, o])) <= _CROSS_TERM_TOL * scale for o in range(3) if o != ax)
+
+
+def _coupling_blocks(g_sorted: torch.Tensor, B: int) -> list[tuple[int, int]]:
+    """Runs of at most B sorted rows whose g spans at most twice the median span of B-row runs.
+
+    The cap keeps the sparse tails of the g distribution from widening every block's series.
+    """
+    n = g_sorted.numel()
+    starts = torch.arange(0, n, B)
+    ends = torch.clamp(starts + B, max=n) - 1
+    cap = 2 * float((g_sorted[ends] - g_sorted[starts]).median())
+    g = g_sorted.cpu().numpy()
+    import numpy as np
+
+    runs, s = [], 0
+    while s < n:
+        e = min(s + B, int(np.searchsorted(g, g[s] + cap, side="right")))
+        e = max(e, s + 1)
+        runs.append((s, e))
+        s = e
+    return runs
+
+
+def plan_layout(axes, G: torch.Tensor) -> GridLayout:
+    """Choose the column axis (one free of cross terms if any, else the one with the narrowest coupling)."""
+    sizes = [a.numel() for a in axes]
+    best = None
+    for f in (0, 1, 2):
+        a1, a2 = (a for a in range(3) if a != f)
+        if _cross_free(G, f):
+            score = 0.0
+        else:
+            step = float(axes[f][1] - axes[f][0]) if sizes[f] > 1 else 1.0
+            g_range = sum(abs(float(G[a, f])) * float(axes[a].abs().max()) for a in (a1, a2)) * 2
+            score = step * g_range / max(1, sizes[a1] * sizes[a2])
+        key = (score, f != 0)  # ties: h as column axis, so slabs are contiguous in the C-ordered map
+        if best is None or key < best[0]:
+            best = (key, f)
+    f = best[1]
+    a1, a2 = (a for a in range(3) if a != f)
+    device = axes[0].device
+    n_rows = sizes[a1] * sizes[a2]
+    coupled = not _cross_free(G, f)
+    if coupled:
+        g = (G[a1, f].detach() * axes[a1][:, None] + G[a2, f].detach() * axes[a2][None, :]).reshape(-1)
+        order = torch.argsort(g, stable=True)
+        runs = _coupling_blocks(g[order], _ROW_BLOCK_COUPLED)
+        B = max(e - s for s, e in runs)
+        starts = torch.tensor([s for s, _ in runs])
+        lengths = torch.tensor([e - s for s, e in runs])
+        pos = torch.arange(B)[None, :]
+        src = starts[:, None] + torch.where(pos < lengths[:, None], pos, torch.zeros_like(pos))
+        blocks = order[src.to(order.device)]
+        slot_sorted = (torch.repeat_interleave(torch.arange(len(runs)), lengths) * B
+                       + torch.arange(n_rows) - torch.repeat_interleave(starts, lengths))
+        slot = torch.empty(n_rows, dtype=torch.long)
+        slot[order.cpu()] = slot_sorted
+    else:
+        B = min(_ROW_BLOCK_FREE, max(1, n_rows))
+        n_blocks = -(-n_rows // B)
+        flat = torch.arange(n_blocks * B)
+        blocks = torch.where(flat < n_rows, flat, (flat // B) * B).reshape(n_blocks, B)
+        slot = torch.arange(n_rows)
+    col_block = _COL_BLOCK_COUPLED if coupled else max(1, sizes[f])
+    return GridLayout((a1, a2, f), blocks.to(device), slot.to(device), col_block, coupled)
+
+
+def _cis(real_part: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """``exp(real_part + i phase)`` from real functions (keeps autograd simple on every device)."""
+    mag = torch.exp(real_part)
+    return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+
+
+def _series_centre(U: torch.Tensor, scale: float, tol: float) -> tuple[float, torch.Tensor]:
+    """A centre U_mid and each atom's number of series terms (for |U - U_mid| * scale), fewest in total."""
+    u = U.detach().abs().max(dim=0).values if U.ndim > 1 else U.detach()
+    lo, hi = float(u.min()), float(u.max())
+    best = None
+    for centre in torch.linspace(lo, hi, 33).tolist():  # the B-factor distribution is skewed: search
+        terms = torch.tensor([chebyshev_terms(d * scale, tol) for d in (u - centre).abs().tolist()])
+        if best is None or int(terms.sum()) < best[0]:
+            best = (int(terms.sum()), centre, terms)
+    return best[1], best[2]
+
+
+def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, budget: int = 256 << 20):
+    """Weighted structure-factor sums on all grid rows x the column indices ``f_range = (start, stop)``.
+
+    ``axes``: the (h, k, l) values; ``xyz`` (n_asu, n_atoms, 3) Cartesian; ``weights``
+    (n_asu, n_atoms, W) real; ``ff`` = (ff_a, ff_b, ff_c) of one ASU; ``U`` (n_atoms,) or
+    (n_asu, n_atoms). Returns S (n1, n2, stop - start, n_asu, W) complex in the layout's axis
+    order (a1, a2, f); ``budget`` bounds the bytes of the temporaries of one batch of row blocks.
+    """
+    dtype = xyz.dtype
+    n_asu, n_atoms = xyz.shape[:2]
+    W = weights.shape[-1]
+    A_inv = A_inv.to(dtype)
+    G = 4 * math.pi**2 * (A_inv @ A_inv.T)
+    a1, a2, f = layout.perm
+    v1, v2 = axes[a1].to(dtype), axes[a2].to(dtype)
+    vf_all = axes[f].to(dtype)[f_range[0] : f_range[1]]
+    n1, n2, w_total = v1.numel(), v2.numel(), vf_all.numel()
+    if not layout.coupled:  # exact zeros instead of round-off
+        G = G.clone()
+        G[f, a1] = G[a1, f] = G[f, a2] = G[a2, f] = 0.0
+    U = U.to(dtype).expand(n_asu, n_atoms)
+    frac = xyz @ A_inv.T
+    two_pi = 2 * math.pi
+
+    # rows in blocks: coupling g, its block centre g0 and half width eps, the row part of |q|^2
+    blocks = layout.blocks
+    n_blocks, B = blocks.shape
+    i1, i2 = blocks // n2, blocks % n2
+    h1, h2 = v1[i1], v2[i2]  # (n_blocks, B)
+    g_rows = G[a1, f] * h1 + G[a2, f] * h2
+    q_rows = G[a1, a1] * h1**2 + G[a2, a2] * h2**2 + 2 * G[a1, a2] * h1 * h2
+    g_det = g_rows.detach()
+    g0 = (g_det.max(dim=1).values + g_det.min(dim=1).values) / 2
+    eps = (g_det.max(dim=1).values - g_det.min(dim=1).values) / 2
+    dg = g_rows - g0[:, None]
+    y = dg / torch.where(eps > 0, eps, torch.ones_like(eps))[:, None]  # in [-1, 1]
+    col_starts = list(range(0, w_total, layout.col_block))
+    col_vals = [vf_all[c : c + layout.col_block] for c in col_starts]
+    hf0s = [(float(v.max()) + float(v.min())) / 2 for v in col_vals]
+    dh_max = max((float((v - h0).abs().max()) for v, h0 in zip(col_vals, hf0s)), default=0.0)
+
+    # exp(-U t) = exp(-U_mid t) exp(-(U - U_mid) t) for any constant U_mid; the series in the second
+    # factor needs few terms for atoms near U_mid, so each atom gets only the terms it needs (atoms
+    # sorted by need within an element: term m uses a prefix). The phases 2 pi h x carry a relative
+    # round-off of ~1e-14 at |h| ~ 30: the series stops below it.
+    tol = 64 * torch.finfo(dtype).eps
+    scale = dh_max * float(eps.max()) if layout.coupled else 0.0
+    U_mid, terms = _series_centre(U, scale, tol)
+    M = int(terms.max())
+    T_rows = chebyshev_polynomials(y, M)  # (n_blocks, B, M)
+
+    # per element, atoms sorted by their number of terms: tables (n_asu, n, n_g) of
+    # exp(2 pi i h x - U G_aa h^2 / 2) along each axis
+    groups, coefs = element_groups(*ff)
+    elements = []
+    for a in groups:
+        a = a[torch.argsort(terms[a.cpu()], descending=True, stable=True).to(a.device)]
+        n_m = [int((terms[a.cpu()] > m).sum()) for m in range(M)]
+        fr, u = frac[:, a], U[:, a]
+        tabs = [_cis(-0.5 * u[:, None, :] * (G[ax, ax] * v**2)[None, :, None], two_pi * v[None, :, None] * fr[:, None, :, ax])
+                for v, ax in ((v1, a1), (v2, a2), (vf_all, f))]
+        elements.append((*tabs, u, weights[:, a], [n for n in n_m if n > 0]))
+    if _DEBUG:
+        print(f"grid_sums: perm {layout.perm} blocks {tuple(blocks.shape)} col_block {layout.col_block} M {M} "
+              f"terms per atom {float(terms.float().mean()):.2f} U_mid {U_mid:.3f}")
+
+    w_blk = min(layout.col_block, max(1, w_total))
+    per_block = 16 * n_asu * (B * n_atoms * (2 + M) + n_atoms * M * w_blk * W * 3 + 3 * B * w_total * W)
+    nb = max(1, min(n_blocks, budget // max(1, per_block)))
+    batches = []
+    for b0 in range(0, n_blocks, nb):
+        sel = slice(b0, min(n_blocks, b0 + nb))
+        # row part of each element's terms, shared by all column blocks: (n_asu, nb, B, n_g)
+        cross12 = (G[a1, a2] * h1[sel] * h2[sel])[None, :, :, None]
+        L_base = [t1[:, i1[sel]] * (t2[:, i2[sel]] * torch.exp(-u[:, None, None, :] * cross12)) for t1, t2, _, u, _, _ in elements]
+        cols = []
+        for c0, vf, hf0 in zip(col_starts, col_vals, hf0s):
+            w, dh = vf.numel(), vf - hf0
+            qsq = q_rows[sel][:, :, None] + G[f, f] * vf**2 + 2 * vf * g_rows[sel][:, :, None]  # (nb, B, w)
+            shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh)  # the centred part of exp(-U dh dg)
+            acc = None
+            for (_, _, tf, u, wts, n_m), coef, Lb in zip(elements, coefs, L_base):
+                # rows: the block's share hf0 (g - g0) of the coupling, times T_m((g - g0) / eps)
+                Lr = Lb * torch.exp(-u[:, None, None, :] * (hf0 * dg[sel])[None, :, :, None])  # (n_asu, nb, B, n_g)
+                T = T_rows[sel][None]
+                L = torch.cat([Lr[..., :n] * T[..., m : m + 1] for m, n in enumerate(n_m)], dim=-1)
+                # columns: exp(-U h_f g0) per block, the series coefficients, each atom's weights
+                K = torch.exp(-u[:, None, :, None] * (g0[sel][:, None] * vf[None, :])[None, :, None, :])  # (n_asu, nb, n_g, w)
+                z = (u[:, None, :, None] - U_mid) * (eps[sel][:, None] * dh[None, :])[None, :, None, :]
+                Kc = K[..., None] * bessel_coefficients(z, len(n_m))  # (n_asu, nb, n_g, w, M)
+                Kc = torch.cat([Kc[:, :, :n, :, m] for m, n in enumerate(n_m)], dim=2)  # (n_asu, nb, sum n_m, w)
+                Pf = torch.cat([tf[:, c0 : c0 + w, :n] for n in n_m], dim=-1).transpose(1, 2)  # (n_asu, sum n_m, w)
+                wm = torch.cat([wts[:, :n] for n in n_m], dim=1)  # (n_asu, sum n_m, W)
+                R = Pf[:, None, :, :, None] * (Kc[..., None] * wm[:, None, :, None, :])  # (n_asu, nb, sum n_m, w, W)
+                nbs, cols_in = L.shape[1], L.shape[-1]
+                P = torch.bmm(L.reshape(n_asu * nbs, B, cols_in), R.reshape(n_asu * nbs, cols_in, w * W))
+                term = P.reshape(n_asu, nbs, B, w, W) * (form_factor(coef, qsq) * shared)[None, ..., None]
+                acc = term if acc is None else acc + term
+            cols.append(acc)
+        batches.append(torch.cat(cols, dim=3) if len(cols) > 1 else cols[0])
+    S = torch.cat(batches, dim=1) if len(batches) > 1 else batches[0]  # (n_asu, n_blocks, B, w_total, W)
+    S = S.reshape(n_asu, n_blocks * B, w_total, W)[:, layout.slot]
+    return S.reshape(n_asu, n1, n2, w_total, W).permute(1, 2, 3, 0, 4)
