@@ -91,3 +91,46 @@ def test_align_phases_recovers_modes_up_to_phase():
     rotated = v * np.exp(1j * rng.uniform(0, 2 * np.pi, size=4))
     assert not compare(rotated, v).ok
     assert compare(align_phases(rotated, v), v).ok
+
+
+def test_small_elements_are_checked_relatively_not_on_the_largest_scale():
+    # the old floor (1e-10 of the largest element) let this pass
+    assert not compare(np.array([1e6, 1.09e-3]), np.array([1e6, 1e-3])).ok
+    assert compare(np.array([1e6, 1e-3 * (1 + 5e-11)]), np.array([1e6, 1e-3])).ok
+
+
+def test_round_off_floor_is_256_eps_of_the_scale():
+    from trace_tools.compare import DEFAULT_FLOOR
+
+    assert DEFAULT_FLOOR == 256 * np.finfo(np.float64).eps
+    assert compare(np.array([1.0, 5e-14]), np.array([1.0, 0.0])).ok
+    assert not compare(np.array([1.0, 6e-14]), np.array([1.0, 0.0])).ok
+
+
+def test_stated_tolerance_and_per_element_scale():
+    from trace_tools.compare import Tolerance
+
+    e = np.array([1.0, 1e-20])
+    a = np.array([1.0, 1e-20 * (1 + 1e-6)])
+    assert compare(a, e).ok  # the second element is below the floor of the array's scale
+    assert not compare(a, Tolerance(e, floor=0.0, scale=np.abs(e), reason="independent points")).ok
+    loose = Tolerance(np.array([1.0, 0.0]), floor=1e-8, reason="ill-conditioned")
+    assert compare(np.array([1.0, 5e-9]), loose).ok
+    assert not compare(np.array([1.0, 5e-8]), loose).ok
+
+
+def test_reported_errors():
+    # relative error over the elements checked relatively; error over scale over all of them
+    out = compare(np.array([2.0, 0.5 * (1 + 1e-12)]), np.array([2.0, 0.5]))
+    assert out.ok and out.max_rel_err == pytest.approx(1e-12, rel=1e-3, abs=0)
+    assert out.max_scaled_err == pytest.approx(2.5e-13, rel=1e-3, abs=0)
+    # an element below floor / rtol of the scale is checked against the floor, not relatively
+    out = compare(np.array([2.0, 1e-5 * (1 + 1e-9)]), np.array([2.0, 1e-5]))
+    assert out.ok and out.max_rel_err == 0.0
+
+
+def test_registry_requires_a_reason_for_a_larger_floor():
+    from trace_tools.registry import RegistryError, parity
+
+    with pytest.raises(RegistryError):
+        parity("x.y", port="a.b", floor=1e-10)

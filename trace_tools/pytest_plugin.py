@@ -135,8 +135,10 @@ def run_parity(request, function: str, case_id: str) -> None:
     call = get_call(function, case_id)
     _skip_without_data(call)
     actual, expected = entry.replay(call)
-    outcome = compare(actual, expected, rtol=entry.rtol, atol=entry.atol)
-    result.update(max_abs_err=outcome.max_abs_err, max_rel_err=outcome.max_rel_err)
+    outcome = compare(actual, expected, rtol=entry.rtol, atol=entry.atol, floor=entry.floor)
+    result.update(
+        max_abs_err=outcome.max_abs_err, max_rel_err=outcome.max_rel_err, max_scaled_err=outcome.max_scaled_err
+    )
     assert outcome.ok, f"{function}[{case_id}] differs from eryx: {outcome.report}"
 
 
@@ -224,6 +226,7 @@ def pytest_runtest_makereport(item, call):
         "outcome": outcome,
         "max_abs_err": result.get("max_abs_err"),
         "max_rel_err": result.get("max_rel_err"),
+        "max_scaled_err": result.get("max_scaled_err"),
         "message": message,
     }
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")

@@ -16,7 +16,11 @@ A port module registers one entry per NumPy qualified name::
 
 The replay function receives a :class:`trace_tools.values.Call` and returns
 ``(actual, expected)``; both are compared element by element by
-:func:`trace_tools.compare.compare`. Tests and the progress dashboard read the
+:func:`trace_tools.compare.compare`: each element within ``rtol`` (1e-10) of
+itself, or within ``floor`` times the array's largest magnitude, whichever is
+larger. The default floor (256 eps) is the round-off of a float64 sum of a few
+hundred terms; a function whose computation loses more (an ill-conditioned
+solve, eigenvectors of close eigenvalues) states its floor and the reason. Tests and the progress dashboard read the
 registry through :func:`load_registry`.
 """
 
@@ -27,7 +31,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-DEFAULT_RTOL = 1e-10
+from .compare import DEFAULT_FLOOR, DEFAULT_RTOL
+
 DEFAULT_REGISTRY_MODULE = "eryx_port.parity"
 
 
@@ -37,8 +42,9 @@ class PortEntry:
     port_name: str
     replay: Callable[[Any], tuple[Any, Any]]
     rtol: float = DEFAULT_RTOL
-    atol: float | None = None  # None: rtol times the largest magnitude of the expected array
+    atol: float | None = None  # an absolute floor (rarely right: prefer ``floor``, relative to the array's scale)
     tolerance_reason: str | None = None
+    floor: float = DEFAULT_FLOOR  # relative to the largest magnitude of each expected array
     notes: str = ""
     grad_inputs: tuple[str, ...] = ()
     grad_builder: Callable[[Any, str], tuple[Callable, tuple]] | None = None
@@ -62,12 +68,19 @@ def parity(
     port: str,
     rtol: float = DEFAULT_RTOL,
     atol: float | None = None,
+    floor: float = DEFAULT_FLOOR,
     reason: str | None = None,
     notes: str = "",
 ) -> Callable:
-    """Register the replay function of ``numpy_name``; ``reason`` is required when rtol is looser than 1e-10."""
+    """Register the replay function of ``numpy_name``.
+
+    ``reason`` is required when the tolerance is looser than the default: rtol above 1e-10,
+    a floor above 256 eps, or an absolute ``atol``.
+    """
     if rtol > DEFAULT_RTOL and not reason:
         raise RegistryError(f"{numpy_name}: rtol {rtol:g} is looser than {DEFAULT_RTOL:g}; give the reason")
+    if (floor > DEFAULT_FLOOR or atol is not None) and not reason:
+        raise RegistryError(f"{numpy_name}: a floor above the round-off default needs its reason")
 
     def decorate(replay: Callable) -> Callable:
         if numpy_name in REGISTRY and REGISTRY[numpy_name].replay is not replay:
@@ -78,6 +91,7 @@ def parity(
             replay=replay,
             rtol=rtol,
             atol=atol,
+            floor=floor,
             tolerance_reason=reason,
             notes=notes,
             source=getattr(inspect.getmodule(replay), "__name__", ""),

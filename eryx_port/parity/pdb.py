@@ -17,11 +17,13 @@ import torch
 
 from eryx_port import gnm as gnm_mod
 from eryx_port import pdb
+from trace_tools.compare import Tolerance
 from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
 from trace_tools.values import ElementData, FileRef, ObjectData
 
 from .outcome import recorded_outcome
+from .tolerances import inverse_floor
 
 # gemmi.Structure is stored as an empty record (not data); everything else eryx set is compared.
 _NOT_DATA = {"structure"}
@@ -291,9 +293,18 @@ def _(call):
 
 @parity("eryx.pdb.GaussianNetworkModel.compute_Kinv", port="eryx_port.gnm.GaussianNetworkModel.compute_Kinv")
 def _(call):
+    """K's (pseudo-)inverse, to within K's rounding amplified by its condition number (:func:`inverse_floor`)."""
     g = _bare_gnm(call.attrs_read)
     a = call.args
-    return recorded_outcome(call, lambda: g.compute_Kinv(a["hessian"], kvec=a.get("kvec"), reshape=a.get("reshape", True)))
+    actual, expected = recorded_outcome(
+        call, lambda: g.compute_Kinv(a["hessian"], kvec=a.get("kvec"), reshape=a.get("reshape", True))
+    )
+    if call.exception is not None:
+        return actual, expected
+    K = g.compute_K(a["hessian"], kvec=a.get("kvec")).detach().cpu().numpy()
+    n = int(round(np.sqrt(K.size)))
+    reason = "inverse of K: 16 eps cond(K) (cond on K's range for the pseudo-inverse at k = 0)"
+    return actual, Tolerance(expected, floor=inverse_floor(K.reshape(n, n)), reason=reason)
 
 
 # gradchecks of K and its inverse w.r.t. the spring constants: the recorded call's
