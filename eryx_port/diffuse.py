@@ -1,87 +1,50 @@
-"""One-phonon diffuse intensity on a regular hkl grid: fast rigid-body structure factors and their contraction.
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""One-phonon diffuse intensity on a regular hkl grid, slab by slab in bounded memory.
 
 Structure factors. For ASU ``m`` and q-point q, with ``A_j(q) = f_j(|q|) exp(-|q|^2 U_j / 2) exp(i q . r_j)``,
-the projection of ``q A_j`` on the six rigid-body components only needs four sums:
-``S0 = sum_j A_j`` and ``S1 = sum_j A_j s_j`` (``s_j`` the lever arm): translation ``q S0``,
-rotation ``S1 x q`` (that is ``q^T`` times the rotational block of the A matrix).
+the projection of ``q A_j`` on the six rigid-body components only needs four sums (computed by
+:mod:`eryx_port.grid_factors` for any cell): ``S0 = sum_j A_j`` and ``S1 = sum_j A_j s_j`` (``s_j``
+the lever arm): translation ``q S0``, rotation ``S1 x q``.
 
-The q-points form a regular grid in hkl, so in fractional coordinates ``x_j``
-``q . r_j = 2 pi (h x_j + k y_j + l z_j)`` and ``|q|^2 = hkl^T G hkl`` (``G = 4 pi^2 A_inv A_inv^T``).
-When one axis ("free" axis) has no cross term with the other two in G (orthogonal cells,
-hexagonal/trigonal l, monoclinic b), ``exp(i q.r_j - |q|^2 U_j/2)`` is the product of a table over
-the two other axes and a table over the free axis, and the sum over atoms becomes a matrix
-product (BLAS) per element: form factors depend only on the element and |q|. Only small
-tables need transcendental functions. Triclinic cells fall back to the direct sum.
-
-Intensity. The q-points that share a k-vector (a class of grid indices modulo the
-oversampling) are contracted with that k-vector's matrix in one batched product.
+Intensity. The q-points that share a k-vector (a class of grid indices modulo the oversampling)
+are contracted with that k-vector's matrix in one batched product. The grid is cut into slabs
+along the engine's column axis; each slab's sums are contracted in chunks and written into the
+output (a tensor, or a NumPy array such as a memmap of an ``.npy`` file), so the working memory
+is bounded by a budget whatever the grid size. On a grid symmetric under hkl -> -hkl, the sums of
+the mirrored slab are the complex conjugates (Friedel's law: every weight, form factor and
+Debye-Waller factor is real), so only half of the sums are computed.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-# Relative size below which a cross term of the metric is treated as zero (orthogonal axes
-# carry round-off of order 1e-17 there).
-_CROSS_TERM_TOL = 1e-14
+from .grid_factors import grid_sums, plan_layout
+
+# Bytes per q-point of the contraction (F, its class-major copy, projections, masks) per ASU, and fixed.
+_CONTRACT_BYTES_PER_ASU = 6 * 16 * 4
+_CONTRACT_BYTES = 128
 
 
-def element_groups(ff_a: torch.Tensor, ff_b: torch.Tensor, ff_c: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Group the atoms of one ASU by identical form-factor coefficients.
-
-    ``ff_a``/``ff_b``: (n_atoms, 4), ``ff_c``: (n_atoms,). Returns (list of atom-index tensors,
-    coefficients (n_groups, 9) as ``a1..a4, b1..b4, c``).
-    """
-    coefs = torch.cat([ff_a, ff_b, ff_c[:, None]], dim=1)
-    unique, inverse = torch.unique(coefs.detach().cpu(), dim=0, return_inverse=True)
-    groups = [torch.nonzero(inverse == g).reshape(-1).to(ff_a.device) for g in range(unique.shape[0])]
-    return groups, unique.to(device=ff_a.device, dtype=ff_a.dtype)
-
-
-def _gaussian_sum(coef: torch.Tensor, qsq: torch.Tensor) -> torch.Tensor:
-    """Form factor ``sum_i a_i exp(-b_i |q|^2 / (16 pi^2)) + c`` at |q|^2 values ``qsq``."""
-    s = qsq / (16 * math.pi**2)
-    a, b, c = coef[:4], coef[4:8], coef[8]
-    return (a * torch.exp(-b * s[..., None])).sum(-1) + c
-
-
-def _cis(real_part: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-    """``exp(real_part + i phase)`` built from real functions (keeps autograd simple on every device)."""
-    mag = torch.exp(real_part)
-    return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
-
-
-def free_axis(G: torch.Tensor) -> int | None:
-    """An axis with no cross term with the two others in the metric G (prefers l, then k, then h), or None."""
-    scale = G.detach().abs().max()
-    for ax in (2, 1, 0):
-        others = [o for o in range(3) if o != ax]
-        if all(abs(float(G[ax, o])) <= _CROSS_TERM_TOL * float(scale) for o in others):
-            return ax
-    return None
-
-
-def rigid_body_structure_factors(
-    axes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    A_inv: torch.Tensor,
-    xyz: torch.Tensor,
-    arms: torch.Tensor,
-    ff: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    U: torch.Tensor,
-) -> torch.Tensor:
-    """Rigid-body structure factors on the grid ``axes`` = (h values, k values, l values).
-
-    ``xyz``/``arms``: (n_asu, n_atoms, 3); ``ff`` = (ff_a (n_atoms, 4), ff_b (n_atoms, 4), ff_c (n_atoms,))
-    shared by all ASUs; ``U``: (n_atoms,) or (n_asu, n_atoms). Returns F (n_h, n_k, n_l, n_asu, 6), complex,
-    the components ordered like eryx's A matrix (translation x, y, z, then rotation).
-    """
-    S = rigid_body_sums(axes, A_inv, xyz, arms, ff, U)
-    q = grid_q(axes, A_inv.to(xyz.dtype))
-    F = torch.empty(S.shape[:-1] + (6,), dtype=S.dtype, device=S.device)
-    assemble_factors(S, q, F)
-    return F
+def default_max_memory(device=None) -> int:
+    """A quarter of the memory available now (GPU memory on CUDA), at least 256 MiB."""
+    avail = None
+    if device is not None and torch.device(device).type == "cuda":
+        avail = torch.cuda.mem_get_info(torch.device(device))[0]
+    else:
+        try:
+            with open("/proc/meminfo") as fh:
+                for line in fh:
+                    if line.startswith("MemAvailable:"):
+                        avail = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    if avail is None:
+        avail = 8 << 30
+    return max(256 << 20, avail // 4)
 
 
 def grid_q(axes, A_inv: torch.Tensor) -> torch.Tensor:
@@ -90,154 +53,158 @@ def grid_q(axes, A_inv: torch.Tensor) -> torch.Tensor:
     return 2 * math.pi * (hkl @ A_inv)
 
 
-def assemble_factors(S: torch.Tensor, q: torch.Tensor, out: torch.Tensor) -> None:
-    """Write ``[q S0, S1 x q]`` for sums S (..., n_asu, 4) and real q (..., 3) into ``out`` (..., n_asu, 6)."""
-    q = q[..., None, :]  # against the ASU axis
-    s0, s1x, s1y, s1z = S.unbind(-1)
-    qx, qy, qz = q.unbind(-1)
-    if S.requires_grad or q.requires_grad:  # autograd: plain assignments
-        out[..., :3] = S[..., :1] * q
-        out[..., 3] = s1y * qz - s1z * qy
-        out[..., 4] = s1z * qx - s1x * qz
-        out[..., 5] = s1x * qy - s1y * qx
-        return
-    torch.mul(S[..., :1], q, out=out[..., :3])
-    for c, (a, qa, b, qb) in enumerate(((s1y, qz, s1z, qy), (s1z, qx, s1x, qz), (s1x, qy, s1y, qx)), start=3):
-        torch.mul(a, qa, out=out[..., c])
-        out[..., c].sub_(b * qb)
+def assemble_factors(S: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``[q S0, S1 x q]`` (..., n_asu, 6) from sums S (..., n_asu, 4) and real q (..., 3)."""
+    q = q[..., None, :].to(S.dtype)  # against the ASU axis
+    s0, s1 = S[..., :1], S[..., 1:]
+    rot = torch.stack(
+        [s1[..., 1] * q[..., 2] - s1[..., 2] * q[..., 1],
+         s1[..., 2] * q[..., 0] - s1[..., 0] * q[..., 2],
+         s1[..., 0] * q[..., 1] - s1[..., 1] * q[..., 0]], dim=-1)
+    return torch.cat([s0 * q, rot], dim=-1)
 
 
-def rigid_body_sums(axes, A_inv, xyz, arms, ff, U) -> torch.Tensor:
-    """``S0 = sum_j A_j`` and ``S1 = sum_j A_j s_j`` on the grid: (n_h, n_k, n_l, n_asu, 4), complex.
-
-    Arguments as :func:`rigid_body_structure_factors`.
-    """
-    dtype = xyz.dtype
-    n_asu, n_atoms = xyz.shape[:2]
-    U = U.to(dtype).expand(n_asu, n_atoms)
-    A_inv = A_inv.to(dtype)
-    G = 4 * math.pi**2 * (A_inv @ A_inv.T)
-    frac = xyz @ A_inv.T  # fractional coordinates, (n_asu, n_atoms, 3)
-    weights = torch.cat([torch.ones_like(arms[..., :1]), arms], dim=-1)  # (n_asu, n_atoms, 4)
-    groups, coefs = element_groups(*ff)
-    f_ax = free_axis(G)
-    if f_ax is None:
-        return _sums_direct(axes, G, frac, weights, U, groups, coefs)
-    return _sums_factorised(axes, G, frac, weights, U, groups, coefs, f_ax)
+def _rb_weights(arms: torch.Tensor) -> torch.Tensor:
+    return torch.cat([torch.ones_like(arms[..., :1]), arms], dim=-1)  # (n_asu, n_atoms, 4)
 
 
-def _sums_factorised(axes, G, frac, weights, U, groups, coefs, f_ax):
-    """S (n_h, n_k, n_l, n_asu, 4) with the free axis split off as a matrix product."""
-    a1, a2 = [a for a in range(3) if a != f_ax]
-    v1, v2, vf = (axes[a].to(frac.dtype) for a in (a1, a2, f_ax))
-    n1, n2, nf = v1.numel(), v2.numel(), vf.numel()
-    n_asu = frac.shape[0]
-    # |q|^2 = Q12(i1, i2) + Qf(if)
-    Q12 = G[a1, a1] * v1[:, None] ** 2 + G[a2, a2] * v2[None, :] ** 2 + 2 * G[a1, a2] * v1[:, None] * v2[None, :]
-    Qf = G[f_ax, f_ax] * vf**2
-    total = None
-    for atoms, coef in zip(groups, coefs):  # a handful of elements, not atoms
-        x = frac[:, atoms]  # (n_asu, n_g, 3)
-        u = U[:, atoms]  # (n_asu, n_g)
-        # T over the two other axes, built as (n_asu, n1, n2, n_g) products of per-axis tables
-        h1 = _cis(-0.5 * u[:, None, :] * (G[a1, a1] * v1**2)[None, :, None], 2 * math.pi * v1[None, :, None] * x[:, None, :, a1])
-        h2 = _cis(-0.5 * u[:, None, :] * (G[a2, a2] * v2**2)[None, :, None], 2 * math.pi * v2[None, :, None] * x[:, None, :, a2])
-        T = h1[:, :, None, :] * h2[:, None, :, :]
-        if bool(G[a1, a2] != 0):  # cross term of the Debye-Waller factor (oblique axes a1, a2)
-            cross = torch.exp(-u[:, None, None, :] * (G[a1, a2] * v1[:, None] * v2[None, :])[None, :, :, None])
-            T = torch.view_as_complex(torch.view_as_real(T) * cross[..., None])
-        Lf = _cis(-0.5 * u[None] * Qf[:, None, None], 2 * math.pi * vf[:, None, None] * x[None, :, :, f_ax])  # (nf, n_asu, n_g)
-        M = Lf[..., None] * weights[None, :, atoms].to(Lf.dtype)  # (nf, n_asu, n_g, 4)
-        M = M.permute(1, 2, 0, 3).reshape(n_asu, atoms.numel(), nf * 4)
-        Tm = T.reshape(n_asu, n1 * n2, atoms.numel())
-        part = torch.bmm(Tm, M).reshape(n_asu, n1, n2, nf, 4)
-        # the element's form factor, separable in the same way: a_i exp(-b_i Q12/16pi^2) exp(-b_i Qf/16pi^2)
-        s12 = Q12 / (16 * math.pi**2)
-        sf = Qf / (16 * math.pi**2)
-        a, b, c = coef[:4], coef[4:8], coef[8]
-        ffac = torch.einsum("i,xyi,zi->xyz", a, torch.exp(-b * s12[..., None]), torch.exp(-b * sf[..., None])) + c
-        # real form factor times complex sums, accumulated in place on the real views
-        if total is None:  # the bmm output is ours to scale in place
-            total = part
-            torch.view_as_real(total).mul_(ffac[None, ..., None, None])
-        else:
-            torch.view_as_real(total).addcmul_(torch.view_as_real(part), ffac[None, ..., None, None])
-    # back to (h, k, l) order, ASU after the grid axes
+def _to_hkl(S: torch.Tensor, perm) -> torch.Tensor:
+    """Sums in the engine's axis order (a1, a2, f, ...) as a view in (h, k, l, ...) order."""
     order = [0, 0, 0]
-    order[a1], order[a2], order[f_ax] = 1, 2, 3
-    return total.permute(*order, 0, 4)
+    for i, ax in enumerate(perm):
+        order[ax] = i
+    return S.permute(*order, *range(3, S.ndim))
 
 
-def _sums_direct(axes, G, frac, weights, U, groups, coefs):
-    """S (n_h, n_k, n_l, n_asu, 4) by the direct sum over atoms (any cell)."""
-    hkl = torch.stack(torch.meshgrid(*[a.to(frac.dtype) for a in axes], indexing="ij"), dim=-1)
-    qsq = torch.einsum("...a,ab,...b->...", hkl, G, hkl)
-    total = None
-    for atoms, coef in zip(groups, coefs):
-        x = frac[:, atoms]
-        phase = 2 * math.pi * torch.einsum("...a,mja->...mj", hkl, x)
-        E = _cis(-0.5 * U[:, atoms] * qsq[..., None, None], phase)  # (..., n_asu, n_g)
-        part = torch.einsum("...mj,mjc->...mc", E, weights[:, atoms].to(E.dtype))
-        part = part * _gaussian_sum(coef, qsq).to(part.dtype)[..., None, None]
-        total = part if total is None else total + part
-    return total
+def rigid_body_structure_factors(axes, A_inv, xyz, arms, ff, U) -> torch.Tensor:
+    """Rigid-body structure factors on the grid ``axes`` = (h values, k values, l values).
+
+    ``xyz``/``arms``: (n_asu, n_atoms, 3); ``ff`` = (ff_a (n_atoms, 4), ff_b (n_atoms, 4), ff_c (n_atoms,))
+    shared by all ASUs; ``U``: (n_atoms,) or (n_asu, n_atoms). Returns F (n_h, n_k, n_l, n_asu, 6), complex,
+    the components ordered like eryx's A matrix (translation x, y, z, then rotation).
+    """
+    A_inv = A_inv.to(xyz.dtype)
+    layout = plan_layout(axes, 4 * math.pi**2 * (A_inv @ A_inv.T))
+    f = layout.perm[2]
+    S = _to_hkl(grid_sums(axes, A_inv, xyz, _rb_weights(arms), ff, U, (0, axes[f].numel()), layout), layout.perm)
+    return assemble_factors(S, grid_q(axes, A_inv))
 
 
-def _padded_axis(values: torch.Tensor, n: int) -> torch.Tensor:
-    """Axis values extended to length n by continuing the even spacing (the extra points are discarded)."""
-    extra = n - values.numel()
-    if extra == 0:
-        return values
-    step = values[1] - values[0] if values.numel() > 1 else torch.ones((), dtype=values.dtype, device=values.device)
-    tail = values[-1] + step * torch.arange(1, extra + 1, dtype=values.dtype, device=values.device)
-    return torch.cat([values, tail])
+def class_index(shape: tuple[int, int, int], sampling: tuple[int, int, int], device=None, offset=(0, 0, 0)) -> torch.Tensor:
+    """k-vector class of every point of a box of the grid (first point at grid index ``offset``), int64, in (dh, dk, dl) C order."""
+    idx = [(torch.arange(n, device=device) + o) % s for n, s, o in zip(shape, sampling, offset)]
+    return (idx[0][:, None, None] * sampling[1] + idx[1][None, :, None]) * sampling[2] + idx[2][None, None, :]
 
 
-def onephonon_grid(
-    axes, sampling, A_inv, xyz, arms, ff, U, B, weights=None, *, chunk_elements=300_000, progress=False
-) -> torch.Tensor:
-    """``sum_r w_r |F(q) B_k[:, r]|^2`` on the whole grid ``axes``, each q-point with the B of its k-vector class.
+def _contract(F: torch.Tensor, offsets, sampling, B: torch.Tensor, weights) -> torch.Tensor:
+    """``sum_r w_r |F B_k[:, r]|^2`` for a box of the grid starting at ``offsets``: F (n0, n1, n2, N) -> (n0, n1, n2).
+
+    The box is padded to whole periods of the oversampling (zeros, discarded) so that the q-points of
+    one k-vector class form one row block of a class-major copy: one batched product for all classes.
+    """
+    n, N = F.shape[:3], F.shape[3]
+    pre = [o % s for o, s in zip(offsets, sampling)]
+    m = [-(-(p + k) // s) for p, k, s in zip(pre, n, sampling)]
+    padded = F.new_zeros((m[0] * sampling[0], m[1] * sampling[1], m[2] * sampling[2], N))
+    padded[pre[0] : pre[0] + n[0], pre[1] : pre[1] + n[1], pre[2] : pre[2] + n[2]] = F
+    Nh, Nk, Nl = sampling
+    buf = padded.view(m[0], Nh, m[1], Nk, m[2], Nl, N).permute(1, 3, 5, 0, 2, 4, 6).reshape(Nh * Nk * Nl, -1, N)
+    Y = torch.view_as_real(torch.bmm(buf, B.to(buf.dtype)))  # (n_class, m, R, 2)
+    P = Y.square().sum(-1)
+    P = P.sum(-1) if weights is None else (P * weights[:, None, :]).sum(-1)
+    P = P.view(Nh, Nk, Nl, m[0], m[1], m[2]).permute(3, 0, 4, 1, 5, 2).reshape(m[0] * Nh, m[1] * Nk, m[2] * Nl)
+    return P[pre[0] : pre[0] + n[0], pre[1] : pre[1] + n[1], pre[2] : pre[2] + n[2]]
+
+
+def _symmetric(values: torch.Tensor) -> bool:
+    scale = float(values.abs().max()) if values.numel() else 0.0
+    return bool((values + values.flip(0)).abs().max() <= 1e-12 * max(scale, 1.0)) if values.numel() else True
+
+
+def _slabs(n: int, width: int, friedel: bool):
+    """(start, stop, mirror) column ranges; ``mirror`` = (start, stop) of the range read as the conjugate, or None."""
+    if not friedel:
+        return [(s, min(n, s + width), None) for s in range(0, n, width)]
+    out = []
+    for s in range(n // 2, n, width):
+        e = min(n, s + width)
+        mirror = (n - e, min(n - s, s))  # [n - e, n - s) reflected, less the self-mirrored centre
+        out.append((s, e, mirror if mirror[1] > mirror[0] else None))
+    return out
+
+
+def onephonon_map(
+    axes, sampling, A_inv, xyz, arms, ff, U, B, weights=None, *, nan_class, keep=None, out=None,
+    max_memory=None, progress=False,
+):
+    """``sum_r w_r |F(q) B_k[:, r]|^2`` on the grid ``axes``, each q-point with the B of its k-vector class.
 
     A grid point (i, j, l) has class (i mod N_h, j mod N_k, l mod N_l) (C order, like the flattened
-    k-vector grid). ``B``: (n_class, n_asu*6, R); ``weights``: (n_class, R) or None (ones).
-    Rows of h are processed in chunks of whole multiples of N_h (about ``chunk_elements`` sums held
-    at once); the structure factors of a chunk are written straight into a class-major buffer so
-    that one batched product per chunk serves every class. Returns (n_h, n_k, n_l), real.
+    k-vector grid). ``B``: (n_class, n_asu*6, R); ``weights``: (n_class, R) or None (ones);
+    ``nan_class`` (n_class,) bool: classes set to NaN; ``keep(hkl)``: bool mask of the (..., 3) Miller
+    indices to keep (others NaN), or None. ``out``: None (a new tensor), a tensor or a NumPy array of
+    shape (n_h, n_k, n_l) to write into. ``max_memory``: bytes of working memory besides the output
+    (default :func:`default_max_memory`). Returns the map (n_h, n_k, n_l): ``out`` when given.
     """
     from tqdm.auto import tqdm
 
-    Nh, Nk, Nl = sampling
-    nh, nk, nl = (a.numel() for a in axes)
-    mk, ml = -(-nk // Nk), -(-nl // Nl)
-    kv, lv = _padded_axis(axes[1], mk * Nk), _padded_axis(axes[2], ml * Nl)
+    dtype, device = xyz.dtype, xyz.device
+    shape = tuple(a.numel() for a in axes)
+    budget = int(max_memory) if max_memory is not None else default_max_memory(device)
+    A_inv = A_inv.to(dtype)
+    layout = plan_layout(axes, 4 * math.pi**2 * (A_inv @ A_inv.T))
+    a1, a2, f = layout.perm
     n_asu = xyz.shape[0]
-    N = B.shape[1]
-    rows = max(1, chunk_elements // max(1, mk * Nk * ml * Nl * n_asu * 4))
-    mh_chunk = -(-rows // Nh)
-    hv_all = _padded_axis(axes[0], -(-nh // Nh) * Nh)
-    out = []
-    starts = range(0, nh, mh_chunk * Nh)
-    for start in tqdm(starts, desc="one-phonon map", disable=not progress or len(starts) < 2, leave=False):
-        hv = hv_all[start : start + mh_chunk * Nh]
-        mh = hv.numel() // Nh
-        S = rigid_body_sums((hv, kv, lv), A_inv, xyz, arms, ff, U)
-        q = grid_q((hv, kv, lv), A_inv.to(xyz.dtype))
-        F = torch.empty(S.shape[:-1] + (6,), dtype=S.dtype, device=S.device)
-        assemble_factors(S, q, F)
-        # one copy into class-major order: (Nh, Nk, Nl, mh, mk, ml, n_asu*6)
-        buf = F.view(mh, Nh, mk, Nk, ml, Nl, N).permute(1, 3, 5, 0, 2, 4, 6).contiguous()
-        Y = torch.bmm(buf.view(Nh * Nk * Nl, mh * mk * ml, N), B.to(buf.dtype))
-        Yr = torch.view_as_real(Y)  # (n_class, m, R, 2)
-        if weights is None:  # sum of squares over modes and real/imaginary parts as one batched dot
-            flat = Yr.reshape(Yr.shape[0], Yr.shape[1], -1)
-            P = torch.einsum("cmr,cmr->cm", flat, flat)
-        else:
-            P = (Yr.square().sum(-1) * weights[:, None, :]).sum(-1)
-        out.append(P.view(Nh, Nk, Nl, mh, mk, ml).permute(3, 0, 4, 1, 5, 2).reshape(mh * Nh, mk * Nk, ml * Nl))
-    return torch.cat(out, dim=0)[:nh, :nk, :nl]
+    rows = shape[a1] * shape[a2]
+    friedel = all(_symmetric(a) for a in axes)
+    # half the budget holds a slab's sums (and its mirror), a quarter the engine's blocks, a quarter the contraction
+    per_column = rows * n_asu * 4 * 16 * (2 if friedel else 1)
+    width = max(1, min(shape[f], (budget // 2) // per_column))
+    chunk_points = max(1, (budget // 4) // (_CONTRACT_BYTES_PER_ASU * n_asu + _CONTRACT_BYTES))
+    if out is None:
+        out = torch.empty(shape, dtype=dtype, device=device)
+    elif tuple(out.shape) != shape:
+        raise ValueError(f"out must have shape {shape} (n_h, n_k, n_l), got {tuple(out.shape)}")
+    weights_rb = _rb_weights(arms)
+    slabs = _slabs(shape[f], width, friedel)
 
+    def write(S_hkl, starts):
+        """Contract a box of sums (h, k, l, n_asu, 4) whose first point is at grid index ``starts``."""
+        per_plane = S_hkl.shape[1] * S_hkl.shape[2]
+        step = max(1, chunk_points // max(1, per_plane))
+        for i0 in range(0, S_hkl.shape[0], step):
+            S = S_hkl[i0 : i0 + step]
+            lo = (starts[0] + i0, starts[1], starts[2])
+            sub = tuple(a[o : o + k] for a, o, k in zip(axes, lo, S.shape[:3]))
+            hkl = torch.stack(torch.meshgrid(*[a.to(dtype) for a in sub], indexing="ij"), dim=-1)
+            F = assemble_factors(S, 2 * math.pi * (hkl @ A_inv)).reshape(*S.shape[:3], -1)
+            I = _contract(F, lo, sampling, B, weights)
+            nan = nan_class[class_index(S.shape[:3], sampling, device=device, offset=lo)]
+            if keep is not None:
+                nan = nan | ~keep(hkl)
+            I = torch.where(nan, torch.full_like(I, float("nan")), I)
+            box = tuple(slice(o, o + k) for o, k in zip(lo, S.shape[:3]))
+            if isinstance(out, np.ndarray):
+                out[box] = I.detach().cpu().numpy()
+            else:
+                out[box] = I
 
-def class_index(shape: tuple[int, int, int], sampling: tuple[int, int, int], device=None) -> torch.Tensor:
-    """k-vector class of every grid point, (n_h, n_k, n_l) int64, in (dh, dk, dl) C order."""
-    idx = [torch.arange(n, device=device) % s for n, s in zip(shape, sampling)]
-    return (idx[0][:, None, None] * sampling[1] + idx[1][None, :, None]) * sampling[2] + idx[2][None, None, :]
+    bar = tqdm(total=shape[f], desc="one-phonon map", unit="plane", disable=not progress or len(slabs) < 2, leave=False)
+    for start, stop, mirror in slabs:
+        S = grid_sums(axes, A_inv, xyz, weights_rb, ff, U, (start, stop), layout, budget=budget // 4)
+        S = S.reshape(shape[a1], shape[a2], stop - start, n_asu, 4)
+        first = [0, 0, 0]
+        first[f] = start
+        write(_to_hkl(S, layout.perm), first)
+        bar.update(stop - start)
+        if mirror is not None:
+            # S(-hkl) = conj(S(hkl)): reflect all three axes; column j of the slab maps to n_f - 1 - (start + j)
+            Sm = S.flip(0, 1, 2).conj()
+            lo = shape[f] - stop  # first column of the reflected slab
+            Sm = Sm[:, :, mirror[0] - lo : mirror[1] - lo]
+            first[f] = mirror[0]
+            write(_to_hkl(Sm, layout.perm).resolve_conj(), first)
+            bar.update(mirror[1] - mirror[0])
+    bar.close()
+    return out
+

@@ -83,6 +83,15 @@ def _axis_values(s: Any, name: str, dtype, device) -> torch.Tensor:
 # ----------------------------------------------------------------------------- grids
 
 
+def grid_axes(hsampling, ksampling, lsampling, *, dtype=None, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Miller indices along h, k and l of the grid :func:`generate_grid` lays out (its points are their product)."""
+    dtype = dtype or torch.float64
+    return tuple(
+        _axis_values(s, name, dtype, device)
+        for s, name in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling"))
+    )
+
+
 def generate_grid(A_inv, hsampling, ksampling, lsampling, return_hkl=False, *, dtype=None, device=None):
     """Grid of q-vectors (or Miller indices when ``return_hkl``) and its 3d ``map_shape``.
 
@@ -92,10 +101,7 @@ def generate_grid(A_inv, hsampling, ksampling, lsampling, return_hkl=False, *, d
     """
     dtype, device = float_context(dtype, device, A_inv)
     A = _matrix3(A_inv, "A_inv", dtype, device)
-    axes = [
-        _axis_values(s, name, A.dtype, A.device)
-        for s, name in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling"))
-    ]
+    axes = grid_axes(hsampling, ksampling, lsampling, dtype=A.dtype, device=A.device)
     map_shape = tuple(int(a.numel()) for a in axes)
     hkl = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
     if return_hkl:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import diffuse, phonons
-from .map_utils import generate_grid, get_resolution_mask
+from .map_utils import generate_grid, get_resolution_mask, grid_axes
 from .pdb import AtomicModel, Crystal
 from .gnm import GaussianNetworkModel
 from .tensors import as_real, complex_dtype, resolve_device, resolve_dtype
@@ -187,12 +187,10 @@ class OnePhonon:
                 "asymmetric unit (eryx fails on this combination, e.g. a '_p1' file with expand_p1=False)"
             )
         self._apply_overrides()
-        self.hkl_grid, self.map_shape = generate_grid(
-            self.model.A_inv, self.hsampling, self.ksampling, self.lsampling, return_hkl=True
-        )
-        self.map_shape = tuple(int(n) for n in self.map_shape)
-        self.res_mask, _ = get_resolution_mask(self.model.cell, self.hkl_grid, res_limit)
-        self.q_grid = 2 * math.pi * (self.hkl_grid @ self.model.A_inv)
+        # per-axis Miller indices only: the per-q-point grids below are computed when read
+        self.res_limit = res_limit
+        self._axes = grid_axes(self.hsampling, self.ksampling, self.lsampling, dtype=self.dtype, device=self.device)
+        self.map_shape = tuple(int(a.numel()) for a in self._axes)
 
         self.crystal = Crystal(atomic_model=self.model)
         self.crystal.supercell_extent(1, 1, 1)  # the reference cell and its 26 neighbours
@@ -204,6 +202,28 @@ class OnePhonon:
         self.group_by = group_by
         self.n_dof_per_asu = 6
         self.n_dof_per_cell = self.n_dof_per_asu * self.n_asu
+
+    # Per-q-point attributes of eryx, computed when read (a paper-scale grid would need gigabytes for each).
+
+    @property
+    def hkl_grid(self) -> torch.Tensor:
+        """Miller indices of every grid point, (n_points, 3), in the map's flat (C) order."""
+        return generate_grid(self.model.A_inv, self.hsampling, self.ksampling, self.lsampling, return_hkl=True)[0]
+
+    @property
+    def q_grid(self) -> torch.Tensor:
+        """q-vectors ``2 pi A_inv^T hkl`` of every grid point, (n_points, 3)."""
+        return 2 * math.pi * (self.hkl_grid @ self.model.A_inv)
+
+    @property
+    def res_mask(self) -> torch.Tensor:
+        """Whether each grid point is coarser than ``res_limit``, (n_points,) bool."""
+        return self._keep(self.hkl_grid)
+
+    def _keep(self, hkl: torch.Tensor) -> torch.Tensor:
+        """The resolution mask of Miller indices (..., 3)."""
+        mask, _ = get_resolution_mask(self.model.cell, hkl.reshape(-1, 3), self.res_limit)
+        return mask.reshape(hkl.shape[:-1])
 
     def _apply_overrides(self):
         """Put user tensors (possibly requiring grad) in place of the file's coordinates / B-factors."""
@@ -348,11 +368,14 @@ class OnePhonon:
         B = torch.linalg.solve_triangular(L, eye.expand(K.shape), upper=False).mH
         return B, None, nan
 
-    def apply_disorder(self, rank=-1, outdir=None, use_data_adp=False) -> torch.Tensor:
+    def apply_disorder(self, rank=-1, outdir=None, use_data_adp=False, *, out=None, max_memory=None):
         """One-phonon diffuse intensity on the flattened grid (n_points,), real; ``rank >= 0``: one mode only.
 
         ``use_data_adp``: Debye-Waller factors from the data B-factors (``adp[0] / 8 pi^2``) instead
         of the GNM's ``ADP``. With ``outdir`` the map is also saved as ``rank_{rank:05}.npy`` there.
+        ``out``: a tensor or NumPy array (a memmap of an ``.npy`` file, say) of ``map_shape`` or
+        (n_points,) elements to write the map into slab by slab; it is returned, flattened. Working
+        memory besides the map stays below ``max_memory`` bytes (default: a quarter of what is available).
         """
         n = self.n_dof_per_cell
         if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not -1 <= rank < n:
@@ -363,18 +386,24 @@ class OnePhonon:
             if not hasattr(self, "ADP"):
                 raise ValueError("this model has no ADP (model='rb' computes no covariance): call apply_disorder(use_data_adp=True)")
             U = self.ADP
+        target = None
+        if out is not None:
+            if not isinstance(out, (torch.Tensor, np.ndarray)):
+                raise ValueError(f"out must be a torch tensor or a NumPy array, not {type(out).__name__}")
+            if out.size != math.prod(self.map_shape) if isinstance(out, np.ndarray) else out.numel() != math.prod(self.map_shape):
+                raise ValueError(f"out must have {math.prod(self.map_shape)} elements (map_shape {self.map_shape}), got shape {tuple(out.shape)}")
+            if out.dtype not in (np.float64, np.float32, torch.float64, torch.float32):
+                raise ValueError(f"out must hold float64 or float32 values, not {out.dtype}")
+            target = out.reshape(self.map_shape)
+        if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, numbers.Real) or max_memory <= 0):
+            raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
         B, weights, nan_class = self._class_operators(int(rank))
         sampling = tuple(s[2] for s in self._sampling)
-        nh, nk, nl = self.map_shape
-        axes = tuple(self.hkl_grid.reshape(nh, nk, nl, 3)[idx] for idx in ((slice(None), 0, 0, 0), (0, slice(None), 0, 1), (0, 0, slice(None), 2)))
         ff = (self.model.ff_a[0], self.model.ff_b[0], self.model.ff_c[0])
-        Id = diffuse.onephonon_grid(
-            axes, sampling, self.model.A_inv, self.model.xyz, self._arms, ff, U, B, weights,
-            chunk_elements=_CHUNK_ELEMENTS, progress=self.progress,
-        )
-        nan = nan_class[diffuse.class_index(self.map_shape, sampling, device=self.device)]
-        nan = nan | ~self.res_mask.reshape(self.map_shape)
-        Id = torch.where(nan, torch.full_like(Id, float("nan")), Id).reshape(-1)
+        Id = diffuse.onephonon_map(
+            self._axes, sampling, self.model.A_inv, self.model.xyz, self._arms, ff, U, B, weights,
+            nan_class=nan_class, keep=self._keep, out=target, max_memory=max_memory, progress=self.progress,
+        ).reshape(-1)
         if outdir is not None:
-            np.save(os.path.join(outdir, f"rank_{rank:05}.npy"), Id.detach().cpu().numpy())
+            np.save(os.path.join(outdir, f"rank_{rank:05}.npy"), Id.detach().cpu().numpy() if isinstance(Id, torch.Tensor) else Id)
         return Id
