@@ -46,6 +46,7 @@ def _res(function, case, outcome="passed", err=1e-15, kind="parity"):
         "outcome": outcome,
         "max_abs_err": err,
         "max_rel_err": err,
+        "max_scaled_err": err,
         "message": None if outcome == "passed" else "differs",
     }
 
@@ -274,7 +275,7 @@ def test_statuses_follow_the_rules(raw):
     rows = _by_name(pf.derive(raw, TODAY))
     assert (
         rows[GRID]["status"] == pf.DONE
-        and rows[GRID]["parity"]["max_rel_err"] == "1e-12"
+        and rows[GRID]["parity"]["max_rel_err"] == "2.5e-13"
     )
     assert rows[GRID]["grad"]["status"] == "n/a" and rows[GRID]["coverage"] == 100
     assert rows[RES]["status"] == pf.DONE
@@ -291,7 +292,7 @@ def test_failing_parity_case_fails_function_phase_and_checkpoint(raw):
     facts = pf.derive(raw, TODAY)
     row = _by_name(facts)[RES]
     assert row["status"] == pf.FAILING and row["parity"]["status"] == "fail"
-    assert row["parity"]["max_rel_err"] == "1e-5"
+    assert row["parity"]["max_rel_err"] == "3.0e-06"  # the number itself, not its decade
     cp3 = _cp(facts, "CP3")
     assert (
         not cp3["passed"] and cp3["blocking"] == [RES] and cp3["first_passed"] is None
@@ -530,7 +531,7 @@ def _run(project, *extra, today=TODAY):
     return progress.run_progress(args)
 
 
-def _pytest_like_results(project, grid_outcome="passed"):
+def _pytest_like_results(project, grid_outcome="passed", grid_err=1e-15):
     _write_results(
         project["results"],
         {
@@ -543,7 +544,7 @@ def _pytest_like_results(project, grid_outcome="passed"):
                     GRID,
                     "7n2h-s1-call0",
                     outcome=grid_outcome,
-                    err=2e-9 if grid_outcome == "failed" else 1e-15,
+                    err=2e-9 if grid_outcome == "failed" else grid_err,
                 ),
                 _res(SYM, "2ol9-s1-call0", outcome="xfailed", err=None),
             ],
@@ -560,7 +561,7 @@ def test_command_writes_dashboard_from_pytest_results(project, capsys):
         "| eryx.map_utils.generate_grid | "
         + project["module"]
         + ".generate_grid | done | 2 calls, 2 scenarios "
-        "| pass 2/2 | <1e-14 | n/a | — |" in md
+        "| pass 2/2 | 1.0e-15 | n/a | — |" in md
     )
     assert "| eryx.pdb.sym_str_as_matrix | not ported | not ported |" in md
     assert (
@@ -604,6 +605,27 @@ def test_check_passes_on_fresh_and_fails_on_stale_dashboard(project, capsys):
 
     assert _run(project) == 0
     assert _run(project, "--check") == 0
+
+
+def test_check_fails_when_a_worst_error_grows_tenfold(project, capsys):
+    _pytest_like_results(project)
+    assert _run(project) == 0
+    assert json.loads((project["out"] / "errors.json").read_text())[GRID]["max_rel_err"] == 1e-15
+    _pytest_like_results(project, grid_err=9e-15)  # within tenfold: the same page once masked
+    capsys.readouterr()
+    assert _run(project, "--check") == 0
+    _pytest_like_results(project, grid_err=3e-13)  # still passing, but 300 times worse
+    assert _run(project, "--check") == 1
+    err = capsys.readouterr().err
+    assert f"{GRID}: max_rel_err grew from 1.0e-15 to 3.0e-13" in err
+
+
+def test_error_regressions_count_rounding_noise_as_no_regression():
+    from trace_tools.progress import error_regressions
+
+    assert error_regressions({"f": {"max_rel_err": 0.0}}, {"f": {"max_rel_err": 5e-15}}) == []
+    assert error_regressions({"f": {"max_rel_err": 0.0}}, {"f": {"max_rel_err": 2e-14}}) != []
+    assert error_regressions({}, {"f": {"max_rel_err": 1.0}}) == []  # new function: nothing to compare
 
 
 def test_check_without_results_asks_for_a_test_run(project, capsys):

@@ -40,6 +40,11 @@ from .progress_render import (
 )
 
 HISTORY = "history.json"
+ERRORS = "errors.json"  # worst errors per function, the reference of --check's tenfold rule
+# --check fails when a function's worst error grows more than this factor over the committed one;
+# errors below the noise level (a few eps) count as that level, so rounding noise is no regression.
+ERROR_GROWTH = 10.0
+ERROR_NOISE = 1e-15
 
 
 class ProgressError(RuntimeError):
@@ -164,9 +169,10 @@ def _dashboard(args: argparse.Namespace) -> int:
         ERRORS_SVG: svg_error_distribution(facts) + "\n",
     }
     history_text = json.dumps({"first_passed": facts["history_new"]}, indent=2) + "\n"
+    errors = worst_errors(facts)
 
     if args.check:
-        return _check(args.out, pages, history_text, raw)
+        return _check(args.out, pages, history_text, raw, errors)
 
     args.out.mkdir(parents=True, exist_ok=True)
     for name, text in pages.items():
@@ -177,6 +183,7 @@ def _dashboard(args: argparse.Namespace) -> int:
         or history_path.read_text(encoding="utf-8") != history_text
     ):
         history_path.write_text(history_text, encoding="utf-8")
+    (args.out / ERRORS).write_text(json.dumps(errors, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     o = facts["overall"]
     print(
         f"wrote {_rel(args.out)}/PROGRESS.md, index.html and pictures: {o['done']}/{o['functions']} functions done "
@@ -191,24 +198,52 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-# Error magnitudes are shown as decade buckets; a last-bit difference between CPUs
-# can still move one case across a decade boundary. --check therefore compares the
-# pages with error buckets and the error-distribution picture masked: statuses,
-# case counts, coverage and everything else must match exactly.
+# Worst errors are shown as numbers, whose last digits differ between CPUs. --check
+# therefore compares the pages with error numbers, decade buckets and the
+# error-distribution picture masked (statuses, case counts, coverage and everything
+# else must match exactly), and compares the magnitudes themselves with errors.json:
+# a function fails when its worst error grows more than tenfold.
 _ERROR_SVG_RE = re.compile(r'<svg[^>]*aria-label="parity errors per function".*?</svg>', re.DOTALL)
 _BUCKET_RE = re.compile(r"(?<![\w.])[<>]?1e-?\d+(?![\w.])")
+_NUMBER_RE = re.compile(r"(?<![\w.])\d\.\de[-+]\d+(?![\w.])")
 
 
 def _without_stamp(text: str) -> list[str]:
     text = STAMP_RE.sub("", text)
     text = _ERROR_SVG_RE.sub("<svg>(error distribution)</svg>", text)
+    text = _NUMBER_RE.sub("e?", text)
     return _BUCKET_RE.sub("1e?", text).splitlines()
 
 
+def worst_errors(facts: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per function with parity results: its worst relative error and worst error over scale."""
+    rows = [r for phase in facts["phases"] for r in phase["rows"]]
+    return {r["name"]: r["parity"]["worst"] for r in rows if r["parity"].get("cases")}
+
+
+def error_regressions(committed: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
+    """Functions whose worst error grew more than ERROR_GROWTH times over the committed one."""
+    grown = []
+    for name, now in sorted(fresh.items()):
+        before = committed.get(name) or {}
+        for key, value in now.items():
+            old = before.get(key)
+            if value is None or old is None:
+                continue
+            if max(value, ERROR_NOISE) > ERROR_GROWTH * max(old, ERROR_NOISE):
+                grown.append(f"{name}: {key} grew from {old:.1e} to {value:.1e} (more than {ERROR_GROWTH:g}x)")
+    return grown
+
+
 def _check(
-    out: Path, pages: dict[str, str], history_text: str, raw: dict[str, Any]
+    out: Path, pages: dict[str, str], history_text: str, raw: dict[str, Any], errors: dict[str, Any]
 ) -> int:
     stale = []
+    errors_path = out / ERRORS
+    if errors_path.is_file():
+        stale += error_regressions(json.loads(errors_path.read_text(encoding="utf-8")), errors)
+    else:
+        stale.append(f"{_rel(errors_path)} is missing")
     for name, fresh in pages.items():
         if name == ERRORS_SVG:  # the picture of error magnitudes: see _without_stamp
             continue

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import COVERAGE_FILE, REPO_ROOT, RESULTS_DIR, traces_dir
-from .registry import DEFAULT_RTOL
+from .registry import DEFAULT_FLOOR, DEFAULT_RTOL
 
 PHASES = (
     "core utilities",
@@ -280,6 +280,7 @@ def registry_facts(registry: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "port": entry.port_name,
             "rtol": entry.rtol,
             "atol": entry.atol,
+            "floor": entry.floor,
             "tolerance_reason": entry.tolerance_reason or "",
             "notes": entry.notes or "",
             "grad_inputs": list(entry.grad_inputs),
@@ -414,8 +415,22 @@ def port_coverage(
 # ---------------------------------------------------------------- rules
 
 
+def error_number(err: float | None) -> str:
+    """A worst error as a number with two significant digits ("3.2e-13", "0.0e+00" when exact)."""
+    if err is None:
+        return "—"
+    if math.isnan(err) or math.isinf(err):
+        return "nan" if math.isnan(err) else "inf"
+    return f"{err:.1e}"
+
+
+def _worst(records: list[dict[str, Any]], key: str) -> float | None:
+    values = [float(r[key]) for r in records if r.get(key) is not None]
+    return max(values) if values else None
+
+
 def _case_summary(records: list[dict[str, Any]], rtol: float) -> dict[str, Any]:
-    """Outcome counts, and the error buckets of passed and of failed cases."""
+    """Outcome counts, the worst errors (numbers), and the error buckets of passed and of failed cases."""
     counts = {k: 0 for k in ("passed", "failed", "error", "xfailed", "skipped")}
     buckets: dict[str, dict[str, int]] = {"passed": {}, "failed": {}}
     for rec in records:
@@ -426,11 +441,13 @@ def _case_summary(records: list[dict[str, Any]], rtol: float) -> dict[str, Any]:
             b = case_bucket(float(err), outcome == "passed", rtol)
             buckets[outcome][b] = buckets[outcome].get(b, 0) + 1
     # The worst error shown: of the failing cases if any failed, else of the passing ones.
-    shown = buckets["failed"] or buckets["passed"]
+    failed = [r for r in records if r["outcome"] == "failed"]
+    shown = failed or [r for r in records if r["outcome"] == "passed"]
     return {
         "counts": counts,
         "cases": len(records),
-        "max_rel_err": max(shown, key=bucket_order) if shown else error_bucket(None),
+        "max_rel_err": error_number(_worst(shown, "max_rel_err")),
+        "worst": {key: _worst(shown, key) for key in ("max_rel_err", "max_scaled_err")},
         "buckets": {
             k: dict(sorted(v.items(), key=lambda kv: bucket_order(kv[0])))
             for k, v in buckets.items()
@@ -504,6 +521,7 @@ def function_row(
             "passed": parity["counts"]["passed"],
             "cases": parity["cases"],
             "max_rel_err": parity["max_rel_err"],
+            "worst": parity["worst"],
             "buckets": parity["buckets"]["passed"],
             "failed_buckets": parity["buckets"]["failed"],
         },
@@ -524,10 +542,13 @@ def _tolerance_text(entry: dict[str, Any]) -> str:
     if (
         entry["rtol"] == DEFAULT_RTOL
         and entry["atol"] is None
+        and entry.get("floor", DEFAULT_FLOOR) <= DEFAULT_FLOOR
         and not entry["tolerance_reason"]
     ):
         return ""
     text = f"rtol {_sci(entry['rtol'])}"
+    if entry.get("floor") is not None and entry["floor"] > DEFAULT_FLOOR:
+        text += f", floor {_sci(entry['floor'])} of the scale"
     if entry["atol"] is not None:
         text += f", atol {_sci(entry['atol'])}"
     if entry["tolerance_reason"]:

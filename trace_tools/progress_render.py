@@ -73,9 +73,10 @@ def _ratio(value: Any) -> str:
 COLUMNS_NOTE = (
     "Traces: recorded calls and scenarios. Parity: passed/replayed cases. Max rel err: the largest "
     "elementwise relative error |port - eryx| / |eryx| over the parity cases (of the failing ones "
-    "if any fail), shown as its decade upper bound (<1e-14 below that) so the page reads the same on "
-    "every CPU; a passing case beyond rtol (possible only on elements near the absolute floor "
-    "rtol * max|eryx|, where it is rounding noise) shows as '>rtol'. Gradcheck: passed/run "
+    "if any fail), among the elements checked relatively: each element must be within rtol 1e-10 of "
+    "itself or within the function's round-off floor (256 eps of the array's largest magnitude unless "
+    "stated in Notes), whichever is larger. `trace-tools progress --check` fails when it, or the worst "
+    "error over the array scale, grows more than tenfold. Gradcheck: passed/run "
     "torch.autograd.gradcheck cases (n/a: no differentiable input registered). Coverage: share of the "
     "port function's body lines run by the test suite."
 )
