@@ -252,3 +252,23 @@ def test_shared_coefficients_evaluated_once_give_the_same_values():
     shared = structure_factors(q, xyz, ff_a, ff_b, ff_c, U, sum_over_atoms=False)
     per_atom = structure_factors(q, xyz, ff_a.clone().requires_grad_(True), ff_b, ff_c, U, sum_over_atoms=False)
     assert torch.equal(shared, per_atom.detach())
+
+
+def test_gradcheck_q_points_are_off_the_axes():
+    from eryx_port.parity.scatter import N_Q, off_axis_q
+
+    q = off_axis_q(np.array([[0.0, 0.0, 1.0], [0.5, 0.0, 0.0]]))
+    assert q.shape == (N_Q, 3) and N_Q > 6 and (np.abs(q) > 1e-3).all()
+
+
+def test_form_factor_paths_agree():
+    # atoms sharing coefficients: the no-grad shortcut (torch.unique) and the gradient path
+    from eryx_port.parity.scatter import _coefficients_requiring_grad
+
+    a = np.tile([[2.3, 1.0, 1.5, 0.9]], (3, 1))
+    args = {"q_grid": np.array([[0.1, -0.2, 0.3], [1.0, 0.4, -0.7]]), "ff_a": a, "ff_b": a * 7, "ff_c": np.full(3, 0.2)}
+    plain = compute_form_factors(args["q_grid"], args["ff_a"], args["ff_b"], args["ff_c"])
+    g = _coefficients_requiring_grad(args)
+    grad = compute_form_factors(g["q_grid"], g["ff_a"], g["ff_b"], g["ff_c"])
+    assert grad.requires_grad and not plain.requires_grad
+    assert torch.equal(plain, grad.detach())

@@ -314,17 +314,24 @@ _GRAD_ATOMS, _GRAD_CUTOFF, _GRAD_OUT = 4, 5.0, 6  # K stays well conditioned (sm
 _GENERIC_K = (0.11, -0.07, 0.05)
 
 
-def _grad_gnm(call) -> tuple[gnm_mod.GaussianNetworkModel, torch.Tensor]:
+_AT_ZERO = "@k=0"  # input-name suffix: the gradient at k = 0 (K singular: its pseudo-inverse)
+
+
+def _grad_gnm(call, at_zero: bool = False) -> tuple[gnm_mod.GaussianNetworkModel, torch.Tensor]:
     model = _model_from_record(call.attrs_read["crystal"].attrs["model"])
     model.xyz = model.xyz[:, :_GRAD_ATOMS]
     g = gnm_mod.GaussianNetworkModel.from_model(model, _GRAD_CUTOFF, 1.0, 0.5)
     kvec = call.args.get("kvec")
+    if at_zero:
+        return g, torch.zeros(3, dtype=torch.float64)
     k = torch.tensor(_GENERIC_K if kvec is None or not np.any(kvec) else np.array(kvec), dtype=torch.float64)
     return g, k
 
 
 def _k_gradcheck(call, name, inverse: bool):
-    g, k = _grad_gnm(call)
+    at_zero = name.endswith(_AT_ZERO)
+    name = name.removesuffix(_AT_ZERO)
+    g, k = _grad_gnm(call, at_zero)
     value = torch.tensor(1.3 if name == "gamma_intra" else 0.6, dtype=torch.float64, requires_grad=True)
 
     def fn(x):
@@ -342,6 +349,9 @@ def _(call, name):
     return _k_gradcheck(call, name, inverse=False)
 
 
-@gradcheck("eryx.pdb.GaussianNetworkModel.compute_Kinv", inputs=("gamma_intra", "gamma_inter"))
+@gradcheck(
+    "eryx.pdb.GaussianNetworkModel.compute_Kinv",
+    inputs=("gamma_intra", "gamma_inter", "gamma_intra" + _AT_ZERO, "gamma_inter" + _AT_ZERO),
+)
 def _(call, name):
     return _k_gradcheck(call, name, inverse=True)

@@ -1,8 +1,15 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Replay of recorded ``eryx.scatter`` calls on :mod:`eryx_port.scatter`, and their gradchecks."""
+"""Replay of recorded ``eryx.scatter`` calls on :mod:`eryx_port.scatter`, and their gradchecks.
+
+Form factors have two code paths in the port: atoms sharing coefficients are evaluated once
+(``torch.unique``) unless a coefficient requires grad. Every call is therefore replayed twice,
+with plain coefficients and with coefficients that require grad, and both outputs are compared
+with eryx's.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from eryx_port import scatter
@@ -24,35 +31,60 @@ def _atoms(args: dict) -> tuple:
     return tuple(args[name] for name in ("q_grid", "xyz", "ff_a", "ff_b", "ff_c"))
 
 
+def _coefficients_requiring_grad(args: dict) -> dict:
+    """The call's arguments with ff_a, ff_b, ff_c as float64 tensors that require grad (the port's gradient path)."""
+    out = dict(args)
+    for name in ("ff_a", "ff_b", "ff_c"):
+        out[name] = torch.tensor(np.array(args[name], dtype=np.float64), requires_grad=True)
+    return out
+
+
+def _both_paths(call, replay) -> tuple[dict, dict]:
+    """``replay(args)`` on the recorded arguments and on coefficients requiring grad, each against eryx."""
+    plain, grad = (
+        recorded_outcome(call, lambda args=args: replay(args))
+        for args in (call.args, _coefficients_requiring_grad(call.args))
+    )
+    return {"plain": plain[0], "grad path": grad[0]}, {"plain": plain[1], "grad path": grad[1]}
+
+
 @parity("eryx.scatter.compute_form_factors", port="eryx_port.scatter.compute_form_factors")
 def _(call):
-    a = call.args
-    return recorded_outcome(call, lambda: scatter.compute_form_factors(a["q_grid"], a["ff_a"], a["ff_b"], a["ff_c"]))
+    return _both_paths(call, lambda a: scatter.compute_form_factors(a["q_grid"], a["ff_a"], a["ff_b"], a["ff_c"]))
 
 
 @parity("eryx.scatter.structure_factors_batch", port="eryx_port.scatter.structure_factors_batch")
 def _(call):
-    return recorded_outcome(
-        call, lambda: scatter.structure_factors_batch(*_atoms(call.args), **_sf_kwargs(call.args, False))
-    )
+    return _both_paths(call, lambda a: scatter.structure_factors_batch(*_atoms(a), **_sf_kwargs(a, False)))
 
 
 @parity("eryx.scatter.structure_factors", port="eryx_port.scatter.structure_factors")
 def _(call):
-    return recorded_outcome(call, lambda: scatter.structure_factors(*_atoms(call.args), **_sf_kwargs(call.args, True)))
+    return _both_paths(call, lambda a: scatter.structure_factors(*_atoms(a), **_sf_kwargs(a, True)))
 
 
 # ---------------------------------------------------------------- gradchecks on shrunk inputs
 
-N_Q, N_ATOMS, N_COMPONENTS = 6, 5, 3
+N_Q, N_ATOMS, N_COMPONENTS = 8, 5, 3
+# Added to recorded q-points that lie on an axis or plane: a zero q component zeroes the
+# derivative along it, which gradcheck could not see wrong.
+_OFF_AXIS = np.array([0.031, -0.047, 0.023])
+
+
+def off_axis_q(q_grid, n: int = N_Q) -> np.ndarray:
+    """``n`` recorded q-points with every component nonzero (shifted off the axes where needed)."""
+    q = np.asarray(q_grid, dtype=np.float64).reshape(-1, 3)
+    # recorded grids may hold fewer than n points, or few off the axes: add shifted copies
+    q = np.concatenate([q + j * _OFF_AXIS for j in range(n + 1)])
+    return q[(np.abs(q) > 1e-3).all(axis=1)][:n]
 
 
 def _small(call, name: str) -> tuple[dict, dict]:
-    """The recorded inputs cut to a few q-points and atoms as float64 tensors, ``name`` requiring grad."""
+    """The recorded inputs cut to a few off-axis q-points and atoms as float64 tensors, ``name`` requiring grad."""
     a = call.args
     n_atoms = min(N_ATOMS, len(a["ff_c"]))
     t = {
-        "q_grid": torch.as_tensor(a["q_grid"][:N_Q], dtype=torch.float64),
+        "q_grid": torch.as_tensor(off_axis_q(a["q_grid"])),
         "ff_a": torch.as_tensor(a["ff_a"][:n_atoms], dtype=torch.float64),
         "ff_b": torch.as_tensor(a["ff_b"][:n_atoms], dtype=torch.float64),
         "ff_c": torch.as_tensor(a["ff_c"][:n_atoms], dtype=torch.float64),
