@@ -95,8 +95,33 @@ def _compute_options(parser: argparse.ArgumentParser) -> None:
         "--dtype", default="float64", choices=("float64", "float32"), help="floating precision (default float64)"
     )
     parser.add_argument(
+        "--max-memory", default=None, metavar="SIZE", type=_size,
+        help="working memory besides the map itself, e.g. 2G or 512M (default: a quarter of the available memory, "
+        "at most 4G); large maps are computed slab by slab straight into their .npy file",
+    )
+    parser.add_argument(
         "--quiet", "-q", action="store_true", help="no progress bars (shown on a terminal only) and no summary"
     )
+
+
+def _default_max_memory(device) -> int:
+    from .diffuse import default_max_memory
+
+    return default_max_memory(device)
+
+
+def _size(text: str) -> int:
+    """Bytes from '2G', '512M', '64k' or a plain number of bytes (argparse type)."""
+    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    body = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = body[-1:] if body[-1:] in units else ""
+    try:
+        value = float(body[: len(body) - len(unit)])
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive size such as 2G or 512M, got {text!r}")
+    return int(value * units[unit])
 
 
 def _wrap(text: str) -> str:
@@ -305,19 +330,31 @@ def map_shape_of(samplings: Sequence[Sequence[float]]) -> tuple[int, int, int]:
     return tuple(int(n * (hi - lo) + 1) for lo, hi, n in samplings)  # type: ignore[return-value]
 
 
-def estimate_memory(samplings, structure: Structure, *, itemsize: int) -> int:
-    """Rough peak bytes of one OnePhonon map beyond the interpreter's own: per q-point grids, masks and
-    structure-factor work, per-atom phase tables over the largest plane of the grid, and per k-vector
-    phonon matrices.  Calibrated on the port's peak RSS (demo 81^3 grid, 193l 37^3) with some margin."""
-    nh, nk, nl = map_shape_of(samplings)
-    n_q = nh * nk * nl
+# Bytes per q-point that writing simulate's files takes besides the map: the hkl grid of the .npz (and its
+# construction) and the float32 copy of the CCP4 map.
+_SIMULATE_FILE_BYTES = 3 * 8 * 2 + 8
+
+# Peak resident memory of the interpreter with torch, gemmi and the model set up, measured on 6o2h
+# and the demo peptide (260-420 MB), with margin.
+_BASE_BYTES = 512 << 20
+
+
+def estimate_memory(samplings, structure: Structure, *, itemsize: int, max_memory: int, per_point_files: int = 0) -> int:
+    """Peak bytes of one OnePhonon map: the interpreter and model, the map itself, the working memory of
+    :func:`eryx_port.diffuse.plan_memory` (at most ``max_memory``; the engine's column axis depends on the
+    cell, so the largest of the three is taken), per k-vector phonon matrices, and ``per_point_files``
+    bytes per q-point for writing the files. Checked against measured peaks by ``benchmarks/bench_memory.py``."""
+    from .diffuse import plan_memory
+
+    shape = map_shape_of(samplings)
+    n_q = math.prod(shape)
     n_k = math.prod(int(s[2]) for s in samplings)
     n_dof = 6 * structure.n_asu
-    complex_size = 2 * itemsize
-    per_q = 40 * itemsize + 2 * n_dof * complex_size
-    tables = 2 * structure.n_asu * structure.n_atoms * max(nh * nk, nk * nl, nh * nl) * complex_size
-    per_k = 8 * n_dof * n_dof * complex_size
-    return int(n_q * per_q + tables + n_k * per_k)
+    working = max(
+        plan_memory(shape, f, structure.n_asu, structure.n_atoms, True, max_memory, itemsize).working_bytes for f in range(3)
+    )
+    per_k = 8 * n_dof * n_dof * 16
+    return int(_BASE_BYTES + n_q * (itemsize + per_point_files) + working + n_k * per_k)
 
 
 def available_memory() -> int | None:
@@ -338,10 +375,11 @@ def available_memory() -> int | None:
     return None
 
 
-def check_memory(samplings, structure: Structure, *, itemsize: int, device, lower: str) -> int:
+def check_memory(samplings, structure: Structure, *, itemsize: int, device, max_memory: int, lower: str, per_point_files: int = 0) -> int:
+    """The estimated peak; refuses (with what to lower) when even the smallest working memory cannot fit."""
     from .outputs import human_size
 
-    need = estimate_memory(samplings, structure, itemsize=itemsize)
+    need = estimate_memory(samplings, structure, itemsize=itemsize, max_memory=max_memory, per_point_files=per_point_files)
     if device.type == "cuda":
         import torch
 
@@ -417,8 +455,12 @@ def _progress_kwargs(func: Callable, show: bool) -> dict[str, Any]:
     return {}
 
 
-def compute_map(model_kwargs: dict[str, Any], *, use_data_adp: bool, device, dtype, stages: Stages):
-    """Build OnePhonon and compute its map; returns (model, map reshaped to map_shape as NumPy)."""
+def compute_map(model_kwargs: dict[str, Any], *, use_data_adp: bool, device, dtype, stages: Stages, out_path: Path,
+                max_memory: int | None = None):
+    """Build OnePhonon and compute its map straight into the .npy file ``out_path`` (a memmap, written slab
+    by slab, so the map need not fit in memory twice); returns (model, the map as a read-write memmap of
+    shape map_shape)."""
+    import numpy as np
     import torch
 
     from . import models
@@ -434,11 +476,12 @@ def compute_map(model_kwargs: dict[str, Any], *, use_data_adp: bool, device, dty
         except torch.linalg.LinAlgError as exc:
             raise _linalg_failure(exc, dtype) from exc
     with stages.stage("diffuse intensity"):
+        intensity = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.dtype(dtype), shape=tuple(model.map_shape))
         try:
-            flat = model.apply_disorder(use_data_adp=use_data_adp, **_progress_kwargs(model.apply_disorder, show))
+            model.apply_disorder(use_data_adp=use_data_adp, out=intensity, max_memory=max_memory)
         except torch.linalg.LinAlgError as exc:
             raise _linalg_failure(exc, dtype) from exc
-        intensity = _to_numpy(flat).reshape(tuple(int(n) for n in model.map_shape))
+        intensity.flush()
     return model, intensity
 
 
@@ -558,8 +601,9 @@ def run_simulate(args) -> int:
     warn_symmetry(structure)
     itemsize = 8 if args.dtype == "float64" else 4
     batch_size = 10000
+    max_memory = args.max_memory or _default_max_memory(device)
     need = check_memory(
-        samplings, structure, itemsize=itemsize, device=device,
+        samplings, structure, itemsize=itemsize, device=device, max_memory=max_memory, per_point_files=_SIMULATE_FILE_BYTES,
         lower="the ranges or oversampling of --hsampling/--ksampling/--lsampling (MIN MAX N), or use --dtype float32",
     )
 
@@ -577,11 +621,13 @@ def run_simulate(args) -> int:
     )
     stages = Stages(["phonons (model setup)", "diffuse intensity", "writing files"], args.quiet)
     try:
-        model, intensity = compute_map(
-            model_kwargs, use_data_adp=args.use_data_adp, device=device, dtype=args.dtype, stages=stages
-        )
-        with stages.stage("writing files"), staged_folder(out) as staging:
-            written = _write_simulation(staging, intensity, model, samplings, structure, model_kwargs, args)
+        with staged_folder(out) as staging:
+            model, intensity = compute_map(
+                model_kwargs, use_data_adp=args.use_data_adp, device=device, dtype=args.dtype, stages=stages,
+                out_path=staging / f"{STEM}.npy", max_memory=max_memory,
+            )
+            with stages.stage("writing files"):
+                written = _write_simulation(staging, intensity, model, samplings, structure, model_kwargs, args)
     finally:
         stages.close()
     final = [out.resolve() / p.name for p in written]
@@ -607,7 +653,7 @@ def _versions() -> dict[str, str]:
 def _write_simulation(folder: Path, intensity, model, samplings, structure: Structure, model_kwargs, args):
     from . import outputs
 
-    hkl = _to_numpy(model.hkl_grid)
+    hkl = _to_numpy(model.hkl_grid)  # (n_points, 3) float64: counted in _SIMULATE_FILE_BYTES
     parameters = dict(
         model_kwargs,
         pdb_path=str(structure.path),
@@ -619,7 +665,7 @@ def _write_simulation(folder: Path, intensity, model, samplings, structure: Stru
         space_group=structure.space_group,
         cell=list(structure.cell),
     )
-    npy = outputs.write_npy(folder / f"{STEM}.npy", intensity)
+    npy = folder / f"{STEM}.npy"  # written by compute_map
     npz = outputs.write_npz(
         folder / f"{STEM}.npz",
         intensity_file=npy.name,
@@ -640,8 +686,10 @@ def _summary(structure, intensity, samplings, times, files, need, device, dtype)
 
     from .outputs import human_size
 
-    finite = intensity[np.isfinite(intensity)]
-    n_nan = intensity.size - finite.size
+    from .outputs import finite_values
+
+    finite = finite_values(intensity)
+    n_nan = int(intensity.size - np.count_nonzero(np.isfinite(intensity)))
     shape = " x ".join(map(str, intensity.shape))
     ranges = ", ".join(f"{a} {lo:g}..{hi:g} /{n}" for a, (lo, hi, n) in zip("hkl", samplings))
     lines = [
@@ -676,15 +724,28 @@ def run_task(args) -> int:
     warn_symmetry(structure)
     itemsize = 8 if args.dtype == "float64" else 4
     samplings = [job.hsampling, job.ksampling, job.lsampling]
+    max_memory = args.max_memory or _default_max_memory(device)
     need = check_memory(
-        samplings, structure, itemsize=itemsize, device=device,
+        samplings, structure, itemsize=itemsize, device=device, max_memory=max_memory,
         lower="setup.hsampling/ksampling/lsampling (range or oversampling) in the config, or use --dtype float32",
     )
     stages = Stages(["phonons (model setup)", "diffuse intensity", "writing files"], args.quiet)
     try:
-        _, intensity = compute_map(job.model_kwargs(), use_data_adp=True, device=device, dtype=args.dtype, stages=stages)
-        with stages.stage("writing files"):
-            output = _write_run_outputs(job, intensity)
+        target, made = _run_output_path(job)
+        fd, tmp = tempfile.mkstemp(prefix=".onephonon.", suffix=".npy.partial", dir=target.parent)
+        os.close(fd)
+        try:
+            _, intensity = compute_map(
+                job.model_kwargs(), use_data_adp=True, device=device, dtype=args.dtype, stages=stages,
+                out_path=Path(tmp), max_memory=max_memory,
+            )
+            with stages.stage("writing files"):
+                os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            _remove_created(made)
+            raise
+        output = target
     finally:
         stages.close()
     if not args.quiet:
@@ -695,25 +756,19 @@ def run_task(args) -> int:
     return 0
 
 
-def _write_run_outputs(job, intensity) -> Path:
-    """Create ROOT_DIR/{models,base,figs} as eryx's main.py does and write the map atomically."""
-    import numpy as np
-
+def _run_output_path(job) -> tuple[Path, list[Path]]:
+    """Create ROOT_DIR/{models,base,figs} as eryx's main.py does; the map's path (written atomically by
+    run_task) and the folders this made (removed again if the run fails)."""
+    made = []
     try:
-        for sub in ROOT_SUBDIRS:
-            (job.root_dir / sub).mkdir(parents=True, exist_ok=True)
+        for folder in [*reversed(job.root_dir.parents), job.root_dir, *(job.root_dir / sub for sub in ROOT_SUBDIRS)]:
+            if not folder.exists():
+                folder.mkdir()
+                made.append(folder)
     except OSError as exc:
+        _remove_created(made)
         raise UsageError(f"cannot create root path {str(job.root_dir)!r}: {exc.strerror or exc}") from exc
-    target = job.output
-    fd, tmp = tempfile.mkstemp(prefix=".onephonon.", suffix=".npy.partial", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, intensity)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return job.output, made
 
 
 if __name__ == "__main__":

@@ -18,19 +18,16 @@ Debye-Waller factor is real), so only half of the sums are computed.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .grid_factors import grid_sums, plan_layout
 
-# Bytes per q-point of the contraction (F, its class-major copy, projections, masks) per ASU, and fixed.
-_CONTRACT_BYTES_PER_ASU = 6 * 16 * 4
-_CONTRACT_BYTES = 128
-
 
 def default_max_memory(device=None) -> int:
-    """A quarter of the memory available now (GPU memory on CUDA), at least 256 MiB."""
+    """A quarter of the memory available now (GPU memory on CUDA), between 256 MiB and 4 GiB."""
     avail = None
     if device is not None and torch.device(device).type == "cuda":
         avail = torch.cuda.mem_get_info(torch.device(device))[0]
@@ -44,7 +41,36 @@ def default_max_memory(device=None) -> int:
             pass
     if avail is None:
         avail = 8 << 30
-    return max(256 << 20, avail // 4)
+    return int(min(4 << 30, max(256 << 20, avail // 4)))
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a map is cut to fit a working-memory budget, and the bytes that takes (besides the map)."""
+
+    slab_width: int  # columns of the engine's column axis per slab
+    chunk_points: int  # q-points contracted at once
+    engine_budget: int  # bytes of one batch of the engine's blocks
+    working_bytes: int  # expected peak of all three together
+
+
+def plan_memory(shape, column_axis: int, n_asu: int, n_atoms: int, friedel: bool, max_memory: int, itemsize: int = 8) -> MemoryPlan:
+    """Slab width, contraction chunk and engine batch for a grid ``shape`` within ``max_memory`` bytes.
+
+    Half of the budget holds a slab's sums (and their reflection), a quarter the contraction, at most a
+    quarter the engine's blocks; beyond about a million q-points per chunk and 64 MiB per engine batch
+    larger pieces buy no speed, only memory.
+    """
+    c = 2 * itemsize  # bytes of a complex value
+    rows = math.prod(shape) // shape[column_axis]
+    per_column = rows * n_asu * 4 * c * (3 if friedel else 2)  # sums, the hkl-ordered view's copies, the reflection
+    width = max(1, min(shape[column_axis], (max_memory // 2) // per_column))
+    per_point = 6 * c * 4 * n_asu + 16 * itemsize
+    chunk = max(1, min(1 << 20, (max_memory // 4) // per_point, math.prod(shape)))
+    engine = min(max_memory // 4, 64 << 20)
+    tables = 3 * max(shape) * n_asu * n_atoms * c
+    working = width * per_column + chunk * per_point + min(engine, width * per_column) + tables
+    return MemoryPlan(width, chunk, engine, working)
 
 
 def grid_q(axes, A_inv: torch.Tensor) -> torch.Tensor:
@@ -155,12 +181,9 @@ def onephonon_map(
     layout = plan_layout(axes, 4 * math.pi**2 * (A_inv @ A_inv.T))
     a1, a2, f = layout.perm
     n_asu = xyz.shape[0]
-    rows = shape[a1] * shape[a2]
     friedel = all(_symmetric(a) for a in axes)
-    # half the budget holds a slab's sums (and its mirror), a quarter the engine's blocks, a quarter the contraction
-    per_column = rows * n_asu * 4 * 16 * (2 if friedel else 1)
-    width = max(1, min(shape[f], (budget // 2) // per_column))
-    chunk_points = max(1, (budget // 4) // (_CONTRACT_BYTES_PER_ASU * n_asu + _CONTRACT_BYTES))
+    plan = plan_memory(shape, f, n_asu, xyz.shape[1], friedel, budget, xyz.element_size())
+    width, chunk_points = plan.slab_width, plan.chunk_points
     if out is None:
         out = torch.empty(shape, dtype=dtype, device=device)
     elif tuple(out.shape) != shape:
@@ -191,7 +214,7 @@ def onephonon_map(
 
     bar = tqdm(total=shape[f], desc="one-phonon map", unit="plane", disable=not progress or len(slabs) < 2, leave=False)
     for start, stop, mirror in slabs:
-        S = grid_sums(axes, A_inv, xyz, weights_rb, ff, U, (start, stop), layout, budget=budget // 4)
+        S = grid_sums(axes, A_inv, xyz, weights_rb, ff, U, (start, stop), layout, budget=plan.engine_budget)
         S = S.reshape(shape[a1], shape[a2], stop - start, n_asu, 4)
         first = [0, 0, 0]
         first[f] = start

@@ -101,10 +101,23 @@ def central_index(values: np.ndarray) -> int:
     return int(zero[0]) if zero.size else len(values) // 2
 
 
+# Statistics of larger maps are taken on an even sample of this many points (a copy of a
+# paper-scale map would double the memory a run needs).
+SAMPLE_POINTS = 1 << 24
+
+
+def finite_values(intensity: np.ndarray) -> np.ndarray:
+    """The finite values of a map, or of an even sample of it when it has more than SAMPLE_POINTS points."""
+    flat = intensity.reshape(-1)
+    step = -(-flat.size // SAMPLE_POINTS)
+    sample = np.asarray(flat[::step])
+    return sample[np.isfinite(sample)]
+
+
 def robust_limits(intensity: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
     """Colour limits from percentiles of the finite values (a few huge values near Bragg peaks would wash out a
     min-max scale)."""
-    finite = intensity[np.isfinite(intensity)]
+    finite = finite_values(intensity)
     if finite.size == 0:
         return 0.0, 1.0
     lo, hi = np.percentile(finite, [low, high])
