@@ -7,10 +7,9 @@ and check that the parity suite catches every one.
     python benchmarks/mutation_test.py -k rb        # faults whose name contains "rb"
 
 Each fault is a text substitution (file, exact old snippet, new snippet). The repository is copied
-to a temporary folder the fault is
-planted there and ``pytest tests/test_parity.py -x -q -n 2`` runs in the copy (imported first through
-PYTHONPATH; traces copied, test structures read in place). The table says
-whether the suite failed (caught) and by which test. A snippet that is not found is reported loudly
+to a temporary folder, the fault is planted there and ``pytest tests/test_parity.py -x -q -n 2`` runs
+in the copy (imported first through PYTHONPATH; traces copied, test structures read in place). The
+table says whether the suite failed (caught) and by which test. A snippet that is not found is reported loudly
 and counts as a failure of this script: the faults must follow the code they target.
 Not run by CI (slow); exit status 1 when a fault is not caught or not planted.
 """
