@@ -102,9 +102,9 @@ FAULTS = (
     ),
     Fault(
         "covariance scale", "eryx_port/models.py",
-        "        covar = phonons.lattice_covariance(Kinv, kvec, self.crystal.cell_origins().to(torch.float64))\n",
-        "        covar = 1.0001 * phonons.lattice_covariance(Kinv, kvec, self.crystal.cell_origins().to(torch.float64))\n",
-        "lattice covariance scaled by 1.0001 (ADP rescaled back, so only covar itself changes)",
+        "self.covar = (covar.real * scale).reshape(",
+        "self.covar = (covar.real * scale * 1.0001).reshape(",
+        "stored covariance scaled by 1.0001 after the ADP is taken from it (scaling before would cancel)",
     ),
     Fault(
         "full-rank map sign", "eryx_port/models.py",
