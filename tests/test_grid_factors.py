@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The structure-factor engine (eryx_port.grid_factors) and the slab-by-slab map (eryx_port.diffuse).
+
+Independent references: the direct sum over atoms and q-points in NumPy, scipy's Bessel functions,
+and the map computed in one piece against the map computed in many slabs, with and without Friedel's law.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import special
+
+from eryx_port import OnePhonon, diffuse, grid_factors
+from eryx_port.phonons import lever_arms
+
+from .structures import structure
+
+# A triclinic cell with strong cross terms in every pair of axes (6o2h-like angles, a smaller cell).
+A_INV = torch.tensor([[0.0731, 0.0292, 0.0276], [0.0, 0.067, 0.0072], [0.0, 0.0, 0.0614]], dtype=torch.float64)
+
+
+def _atoms(n_asu=2, n_atoms=9, U_range=(0.05, 1.0), seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    xyz = 20 * torch.rand(n_asu, n_atoms, 3, generator=gen, dtype=torch.float64)
+    # three elements: atoms of one element share coefficients, as in a structure
+    kinds = torch.arange(n_atoms) % 3
+    a = torch.rand(3, 4, generator=gen, dtype=torch.float64)[kinds] * 3
+    b = torch.rand(3, 4, generator=gen, dtype=torch.float64)[kinds] * 30
+    c = torch.rand(3, generator=gen, dtype=torch.float64)[kinds]
+    lo, hi = U_range
+    U = lo + (hi - lo) * torch.rand(n_atoms, generator=gen, dtype=torch.float64)
+    return xyz, (a, b, c), U
+
+
+def _direct(axes, A_inv, xyz, weights, ff, U):
+    """sum_j w_jc f_j(q) exp(-U_j |q|^2 / 2) exp(i q . r_j), in NumPy, point by point."""
+    hkl = np.stack(np.meshgrid(*[a.numpy() for a in axes], indexing="ij"), -1)
+    q = 2 * np.pi * hkl @ A_inv.numpy()
+    qsq = (q**2).sum(-1)
+    a, b, c = (t.numpy() for t in ff)
+    f = (a * np.exp(-b * qsq[..., None, None] / (16 * np.pi**2))).sum(-1) + c  # (..., n_atoms)
+    amp = f * np.exp(-0.5 * qsq[..., None] * U.numpy())
+    phase = np.exp(1j * np.einsum("...x,mjx->...mj", q, xyz.numpy()))
+    return np.einsum("...mj,mjc->...mc", amp[..., None, :] * phase, weights.numpy())
+
+
+def _axes(*specs):
+    return tuple(torch.arange(int(round((hi - lo) * n)) + 1, dtype=torch.float64) / n + lo for lo, hi, n in specs)
+
+
+def test_bessel_coefficients_match_scipy():
+    z = torch.tensor([-0.3, -1e-3, 0.0, 2e-4, 0.05, 0.4], dtype=torch.float64)
+    got = grid_factors.bessel_coefficients(z, 6).numpy()
+    for m in range(6):
+        expected = (1 if m == 0 else 2) * (-1) ** m * special.iv(m, z.numpy())
+        np.testing.assert_allclose(got[:, m], expected, rtol=1e-14, atol=1e-300)
+
+
+def test_chebyshev_series_reaches_its_bound():
+    # exp(-z y) on y in [-1, 1] from the truncated series: the error stays below the requested tolerance
+    y = torch.linspace(-1, 1, 201, dtype=torch.float64)
+    for z in (1e-4, 3e-3, 0.05, 0.5):
+        n = grid_factors.chebyshev_terms(z, 1e-14)
+        series = (grid_factors.bessel_coefficients(torch.tensor([z], dtype=torch.float64), n)[0]
+                  * grid_factors.chebyshev_polynomials(y, n)).sum(-1)
+        assert float((series - torch.exp(-z * y)).abs().max()) <= 1e-14
+        assert n == 1 or float((series - torch.exp(-z * y)).abs().max()) > 0  # the bound is not vacuous
+
+
+@pytest.mark.parametrize("U_range", [(0.05, 1.0), (0.3, 0.3), (0.0, 3.0)])
+def test_triclinic_sums_match_direct_sum(U_range):
+    """Many series terms (wide U range, coupled axes) and the trivial case (one U): per element to 1e-12."""
+    xyz, ff, U = _atoms(U_range=U_range)
+    axes = _axes((-2, 2, 5), (-3, 1.5, 4), (0, 2.5, 6))
+    weights = torch.cat([torch.ones_like(xyz[..., :1]), lever_arms(xyz, "centered")], -1)
+    layout = grid_factors.plan_layout(axes, 4 * math.pi**2 * A_INV @ A_INV.T)
+    assert layout.coupled
+    S = grid_factors.grid_sums(axes, A_INV, xyz, weights, ff, U, (0, axes[layout.perm[2]].numel()), layout)
+    got = diffuse._to_hkl(S, layout.perm).numpy()
+    expected = _direct(axes, A_INV, xyz, weights, ff, U)
+    scale = np.abs(expected).max()
+    err = np.abs(got - expected)
+    assert err.max() <= 1e-13 * scale
+    big = np.abs(expected) > 1e-3 * scale
+    assert (err[big] / np.abs(expected[big])).max() <= 1e-11
+
+
+def test_sums_on_a_column_range_equal_the_whole():
+    xyz, ff, U = _atoms()
+    axes = _axes((-1, 1, 3), (-1, 1, 3), (-2, 2, 5))
+    weights = torch.ones_like(xyz[..., :1])
+    layout = grid_factors.plan_layout(axes, 4 * math.pi**2 * A_INV @ A_INV.T)
+    n = axes[layout.perm[2]].numel()
+    whole = grid_factors.grid_sums(axes, A_INV, xyz, weights, ff, U, (0, n), layout)
+    parts = [grid_factors.grid_sums(axes, A_INV, xyz, weights, ff, U, (s, min(n, s + 2)), layout, budget=1) for s in range(0, n, 2)]
+    assert torch.allclose(torch.cat(parts, dim=2), whole, rtol=1e-13, atol=1e-13 * float(whole.abs().max()))
+
+
+def test_gradients_through_the_series():
+    """gradcheck of the sums in U and xyz on a triclinic cell where the series has several terms."""
+    xyz, ff, U = _atoms(n_asu=1, n_atoms=4, U_range=(0.1, 2.0))
+    axes = _axes((-1, 1, 2), (-1, 1, 2), (0, 1.5, 2))
+    layout = grid_factors.plan_layout(axes, 4 * math.pi**2 * A_INV @ A_INV.T)
+    n = axes[layout.perm[2]].numel()
+    weights = torch.ones_like(xyz[..., :1])
+
+    def fn(U, xyz):
+        S = grid_factors.grid_sums(axes, A_INV, xyz, weights, ff, U, (0, n), layout)
+        return torch.view_as_real(S).reshape(-1)[::7]
+
+    assert torch.autograd.gradcheck(fn, (U.clone().requires_grad_(True), xyz.clone().requires_grad_(True)))
+
+
+@pytest.fixture(scope="module")
+def tric():
+    return OnePhonon(structure("2ol9"), (-2, 2, 3), (-1, 1, 2), (-2, 2, 2), progress=False)
+
+
+def test_friedel_halving_and_slabs_agree(tric, monkeypatch):
+    """Friedel's law, slabs of one column and tiny contraction chunks: the same map as in one piece without them."""
+    halved = tric.apply_disorder()
+    sliced = tric.apply_disorder(max_memory=1 << 14)  # one column per slab, a few q-points per chunk
+    monkeypatch.setattr(diffuse, "_symmetric", lambda values: False)
+    one_piece = tric.apply_disorder()
+    finite = ~one_piece.isnan()
+    assert int(finite.sum()) > 0.5 * one_piece.numel()
+    for other in (halved, sliced):
+        assert torch.equal(other.isnan(), one_piece.isnan())
+        assert torch.allclose(other[finite], one_piece[finite], rtol=1e-12, atol=0)
+
+
+def test_map_written_into_a_memmap(tric, tmp_path):
+    mm = np.lib.format.open_memmap(tmp_path / "map.npy", mode="w+", dtype=np.float64, shape=tric.map_shape)
+    returned = tric.apply_disorder(out=mm, max_memory=1 << 16)
+    mm.flush()
+    expected = tric.apply_disorder().numpy()
+    saved = np.load(tmp_path / "map.npy")
+    assert returned.base is mm or returned.base is mm.base or np.shares_memory(returned, mm)
+    np.testing.assert_array_equal(np.isnan(saved), np.isnan(expected))
+    np.testing.assert_allclose(saved[~np.isnan(saved)], expected[~np.isnan(expected)], rtol=1e-12)
+
+
+def test_out_is_checked(tric):
+    with pytest.raises(ValueError, match="elements"):
+        tric.apply_disorder(out=np.empty(3))
+    with pytest.raises(ValueError, match="float64 or float32"):
+        tric.apply_disorder(out=np.empty(tric.map_shape, dtype=np.int64))
+    with pytest.raises(ValueError, match="max_memory"):
+        tric.apply_disorder(max_memory=-5)
+
+
+def test_per_q_attributes_are_computed_when_read(tric):
+    assert "hkl_grid" not in vars(tric) and "q_grid" not in vars(tric) and "res_mask" not in vars(tric)
+    hkl = tric.hkl_grid
+    assert hkl.shape == (math.prod(tric.map_shape), 3)
+    assert torch.allclose(tric.q_grid, 2 * math.pi * hkl @ tric.model.A_inv)
