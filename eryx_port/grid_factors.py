@@ -297,21 +297,21 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
             shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh)  # the centred part of exp(-U dh dg)
             acc = None
             for (_, _, tf, u, wts, n_m), coef, Lb in zip(elements, coefs, L_base):
-                # rows: the block's share hf0 (g - g0) of the coupling, times T_m((g - g0) / eps)
+                # rows: the block's share hf0 (g - g0) of the coupling
                 Lr = Lb * torch.exp(-u[:, None, None, :] * (hf0 * dg[sel])[None, :, :, None])  # (n_asu, nb, B, n_g)
-                T = T_rows[sel][None]
-                L = torch.cat([Lr[..., :n] * T[..., m : m + 1] for m, n in enumerate(n_m)], dim=-1)
-                # columns: exp(-U h_f g0) per block, the series coefficients, each atom's weights
+                # columns: exp(-U h_f g0) per block times the series coefficients, then each atom's weights
                 K = torch.exp(-u[:, None, :, None] * (g0[sel][:, None] * vf[None, :])[None, :, None, :])  # (n_asu, nb, n_g, w)
                 z = (u[:, None, :, None] - U_mid) * (eps[sel][:, None] * dh[None, :])[None, :, None, :]
                 Kc = K[..., None] * bessel_coefficients(z, len(n_m))  # (n_asu, nb, n_g, w, M)
-                Kc = torch.cat([Kc[:, :, :n, :, m] for m, n in enumerate(n_m)], dim=2)  # (n_asu, nb, sum n_m, w)
-                Pf = torch.cat([tf[:, c0 : c0 + w, :n] for n in n_m], dim=-1).transpose(1, 2)  # (n_asu, sum n_m, w)
-                wm = torch.cat([wts[:, :n] for n in n_m], dim=1)  # (n_asu, sum n_m, W)
-                R = Pf[:, None, :, :, None] * (Kc[..., None] * wm[:, None, :, None, :])  # (n_asu, nb, sum n_m, w, W)
-                nbs, cols_in = L.shape[1], L.shape[-1]
-                P = torch.bmm(L.reshape(n_asu * nbs, B, cols_in), R.reshape(n_asu * nbs, cols_in, w * W))
-                term = P.reshape(n_asu, nbs, B, w, W) * (form_factor(coef, qsq) * shared)[None, ..., None]
+                Pf = tf[:, c0 : c0 + w].transpose(1, 2)  # (n_asu, n_g, w)
+                nbs = Lr.shape[1]
+                P = None
+                for m, n in enumerate(n_m):  # term m: the first n atoms (sorted by need), rows scaled by T_m
+                    R = Pf[:, None, :n, :, None] * (Kc[:, :, :n, :, m, None] * wts[:, None, :n, None, :])  # (n_asu, nb, n, w, W)
+                    Pm = torch.bmm(Lr[..., :n].reshape(n_asu * nbs, B, n), R.reshape(n_asu * nbs, n, w * W))
+                    Pm = Pm.view(n_asu, nbs, B, w, W) * T_rows[sel][None, :, :, m, None, None]
+                    P = Pm if P is None else P + Pm
+                term = P * (form_factor(coef, qsq) * shared)[None, ..., None]
                 acc = term if acc is None else acc + term
             cols.append(acc)
         batches.append(torch.cat(cols, dim=3) if len(cols) > 1 else cols[0])
