@@ -79,15 +79,20 @@ def grid_q(axes, A_inv: torch.Tensor) -> torch.Tensor:
     return 2 * math.pi * (hkl @ A_inv)
 
 
-def assemble_factors(S: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """``[q S0, S1 x q]`` (..., n_asu, 6) from sums S (..., n_asu, 4) and real q (..., 3)."""
-    q = q[..., None, :].to(S.dtype)  # against the ASU axis
-    s0, s1 = S[..., :1], S[..., 1:]
-    rot = torch.stack(
-        [s1[..., 1] * q[..., 2] - s1[..., 2] * q[..., 1],
-         s1[..., 2] * q[..., 0] - s1[..., 0] * q[..., 2],
-         s1[..., 0] * q[..., 1] - s1[..., 1] * q[..., 0]], dim=-1)
-    return torch.cat([s0 * q, rot], dim=-1)
+def assemble_factors(S: torch.Tensor, q: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``[q S0, S1 x q]``, component first: sums S (4, ...), real q (3, ...) broadcasting against them, F (6, ...).
+
+    Written into ``out`` (a new tensor when None) plane by plane; slice assignments keep the autograd
+    graph, so one path serves every use.
+    """
+    shape = torch.broadcast_shapes(S.shape[1:], q.shape[1:])
+    if out is None:
+        out = S.new_empty((6, *shape))
+    for c in range(3):
+        out[c] = S[0] * q[c]
+    for c, (a, b) in enumerate(((1, 2), (2, 0), (0, 1)), start=3):  # (S1 x q)_c = S1_a q_b - S1_b q_a
+        out[c] = S[1 + a] * q[b] - S[1 + b] * q[a]
+    return out
 
 
 def _rb_weights(arms: torch.Tensor) -> torch.Tensor:
@@ -95,11 +100,11 @@ def _rb_weights(arms: torch.Tensor) -> torch.Tensor:
 
 
 def _to_hkl(S: torch.Tensor, perm) -> torch.Tensor:
-    """Sums in the engine's axis order (a1, a2, f, ...) as a view in (h, k, l, ...) order."""
+    """Sums (W, n_asu, ...) with the grid axes in the engine's order (a1, a2, f) as a view in (h, k, l) order."""
     order = [0, 0, 0]
     for i, ax in enumerate(perm):
-        order[ax] = i
-    return S.permute(*order, *range(3, S.ndim))
+        order[ax] = i + 2
+    return S.permute(0, 1, *order)
 
 
 def rigid_body_structure_factors(axes, A_inv, xyz, arms, ff, U) -> torch.Tensor:
@@ -113,7 +118,8 @@ def rigid_body_structure_factors(axes, A_inv, xyz, arms, ff, U) -> torch.Tensor:
     layout = plan_layout(axes, 4 * math.pi**2 * (A_inv @ A_inv.T))
     f = layout.perm[2]
     S = _to_hkl(grid_sums(axes, A_inv, xyz, _rb_weights(arms), ff, U, (0, axes[f].numel()), layout), layout.perm)
-    return assemble_factors(S, grid_q(axes, A_inv))
+    F = assemble_factors(S, grid_q(axes, A_inv).movedim(-1, 0)[:, None])  # (6, n_asu, n_h, n_k, n_l)
+    return F.permute(2, 3, 4, 1, 0)
 
 
 def class_index(shape: tuple[int, int, int], sampling: tuple[int, int, int], device=None, offset=(0, 0, 0)) -> torch.Tensor:
@@ -122,24 +128,41 @@ def class_index(shape: tuple[int, int, int], sampling: tuple[int, int, int], dev
     return (idx[0][:, None, None] * sampling[1] + idx[1][None, :, None]) * sampling[2] + idx[2][None, None, :]
 
 
-def _contract(F: torch.Tensor, offsets, sampling, B: torch.Tensor, weights) -> torch.Tensor:
-    """``sum_r w_r |F B_k[:, r]|^2`` for a box of the grid starting at ``offsets``: F (n0, n1, n2, N) -> (n0, n1, n2).
+def _contract(S: torch.Tensor, q: torch.Tensor, offsets, sampling, B: torch.Tensor, weights) -> torch.Tensor:
+    """``sum_r w_r |F B_k[:, r]|^2`` for a box of the grid starting at ``offsets``, F assembled from the sums
+    S (4, n_asu, n0, n1, n2) and q (n0, n1, n2, 3): returns (n0, n1, n2).
 
-    The box is padded to whole periods of the oversampling (zeros, discarded) so that the q-points of
-    one k-vector class form one row block of a class-major copy: one batched product for all classes.
+    F is written component by component (contiguous planes) into a box padded to whole periods of the
+    oversampling (zeros, discarded), so that the q-points of one k-vector class form one row block of a
+    class-major copy: one batched product for all classes.
     """
-    n, N = F.shape[:3], F.shape[3]
+    n, n_asu = S.shape[2:], S.shape[1]
+    N = 6 * n_asu
     pre = [o % s for o, s in zip(offsets, sampling)]
     m = [-(-(p + k) // s) for p, k, s in zip(pre, n, sampling)]
-    padded = F.new_zeros((m[0] * sampling[0], m[1] * sampling[1], m[2] * sampling[2], N))
-    padded[pre[0] : pre[0] + n[0], pre[1] : pre[1] + n[1], pre[2] : pre[2] + n[2]] = F
     Nh, Nk, Nl = sampling
-    buf = padded.view(m[0], Nh, m[1], Nk, m[2], Nl, N).permute(1, 3, 5, 0, 2, 4, 6).reshape(Nh * Nk * Nl, -1, N)
-    Y = torch.view_as_real(torch.bmm(buf, B.to(buf.dtype)))  # (n_class, m, R, 2)
-    P = Y.square().sum(-1)
-    P = P.sum(-1) if weights is None else (P * weights[:, None, :]).sum(-1)
+    padded = S.new_empty((n_asu, 6, m[0] * Nh, m[1] * Nk, m[2] * Nl))
+    box = (slice(pre[0], pre[0] + n[0]), slice(pre[1], pre[1] + n[1]), slice(pre[2], pre[2] + n[2]))
+    for axis, (p, k) in enumerate(zip(pre, n)):  # zero only the margins
+        index = [slice(None)] * 5
+        index[2 + axis] = slice(0, p)
+        padded[tuple(index)] = 0
+        index[2 + axis] = slice(p + k, None)
+        padded[tuple(index)] = 0
+    # component planes: q (3, n0, n1, n2) against S (4, n_asu, ...); F assembled contiguous (writing
+    # plane by plane into the strided box is several times slower), then copied inside the margins
+    F = assemble_factors(S, q.movedim(-1, 0).contiguous())
+    padded[(slice(None), slice(None), *box)] = F.transpose(0, 1)
+    buf = padded.view(n_asu, 6, m[0], Nh, m[1], Nk, m[2], Nl).permute(3, 5, 7, 2, 4, 6, 0, 1).reshape(Nh * Nk * Nl, -1, N)
+    Y = torch.bmm(buf, B.to(buf.dtype))  # (n_class, points, R)
+    Yr = torch.view_as_real(Y)
+    if weights is None:  # sum of squares over modes and real/imaginary parts as one batched dot
+        flat = Yr.reshape(Yr.shape[0], Yr.shape[1], -1)
+        P = torch.einsum("cmr,cmr->cm", flat, flat)
+    else:
+        P = torch.einsum("cmrx,cmrx,cr->cm", Yr, Yr, weights.to(Yr.dtype))
     P = P.view(Nh, Nk, Nl, m[0], m[1], m[2]).permute(3, 0, 4, 1, 5, 2).reshape(m[0] * Nh, m[1] * Nk, m[2] * Nl)
-    return P[pre[0] : pre[0] + n[0], pre[1] : pre[1] + n[1], pre[2] : pre[2] + n[2]]
+    return P[box]
 
 
 def _symmetric(values: torch.Tensor) -> bool:
@@ -192,21 +215,20 @@ def onephonon_map(
     slabs = _slabs(shape[f], width, friedel)
 
     def write(S_hkl, starts):
-        """Contract a box of sums (h, k, l, n_asu, 4) whose first point is at grid index ``starts``."""
-        per_plane = S_hkl.shape[1] * S_hkl.shape[2]
+        """Contract a box of sums (4, n_asu, h, k, l) whose first point is at grid index ``starts``."""
+        per_plane = S_hkl.shape[3] * S_hkl.shape[4]
         step = max(1, chunk_points // max(1, per_plane))
-        for i0 in range(0, S_hkl.shape[0], step):
-            S = S_hkl[i0 : i0 + step]
+        for i0 in range(0, S_hkl.shape[2], step):
+            S = S_hkl[:, :, i0 : i0 + step]
             lo = (starts[0] + i0, starts[1], starts[2])
-            sub = tuple(a[o : o + k] for a, o, k in zip(axes, lo, S.shape[:3]))
+            sub = tuple(a[o : o + k] for a, o, k in zip(axes, lo, S.shape[2:]))
             hkl = torch.stack(torch.meshgrid(*[a.to(dtype) for a in sub], indexing="ij"), dim=-1)
-            F = assemble_factors(S, 2 * math.pi * (hkl @ A_inv)).reshape(*S.shape[:3], -1)
-            I = _contract(F, lo, sampling, B, weights)
-            nan = nan_class[class_index(S.shape[:3], sampling, device=device, offset=lo)]
+            I = _contract(S, 2 * math.pi * (hkl @ A_inv), lo, sampling, B, weights)
+            nan = nan_class[class_index(S.shape[2:], sampling, device=device, offset=lo)]
             if keep is not None:
                 nan = nan | ~keep(hkl)
             I = torch.where(nan, torch.full_like(I, float("nan")), I)
-            box = tuple(slice(o, o + k) for o, k in zip(lo, S.shape[:3]))
+            box = tuple(slice(o, o + k) for o, k in zip(lo, S.shape[2:]))
             if isinstance(out, np.ndarray):
                 out[box] = I.detach().cpu().numpy()
             else:
@@ -215,18 +237,17 @@ def onephonon_map(
     bar = tqdm(total=shape[f], desc="one-phonon map", unit="plane", disable=not progress or len(slabs) < 2, leave=False)
     for start, stop, mirror in slabs:
         S = grid_sums(axes, A_inv, xyz, weights_rb, ff, U, (start, stop), layout, budget=plan.engine_budget)
-        S = S.reshape(shape[a1], shape[a2], stop - start, n_asu, 4)
         first = [0, 0, 0]
         first[f] = start
         write(_to_hkl(S, layout.perm), first)
         bar.update(stop - start)
         if mirror is not None:
             # S(-hkl) = conj(S(hkl)): reflect all three axes; column j of the slab maps to n_f - 1 - (start + j)
-            Sm = S.flip(0, 1, 2).conj()
+            Sm = S.flip(2, 3, 4).conj()
             lo = shape[f] - stop  # first column of the reflected slab
-            Sm = Sm[:, :, mirror[0] - lo : mirror[1] - lo]
+            Sm = Sm[..., mirror[0] - lo : mirror[1] - lo]
             first[f] = mirror[0]
-            write(_to_hkl(Sm, layout.perm).resolve_conj(), first)
+            write(_to_hkl(Sm, layout.perm), first)
             bar.update(mirror[1] - mirror[0])
     bar.close()
     return out

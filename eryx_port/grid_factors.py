@@ -220,7 +220,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
 
     ``axes``: the (h, k, l) values; ``xyz`` (n_asu, n_atoms, 3) Cartesian; ``weights``
     (n_asu, n_atoms, W) real; ``ff`` = (ff_a, ff_b, ff_c) of one ASU; ``U`` (n_atoms,) or
-    (n_asu, n_atoms). Returns S (n1, n2, stop - start, n_asu, W) complex in the layout's axis
+    (n_asu, n_atoms). Returns S (W, n_asu, n1, n2, stop - start) complex, the grid axes in the layout's
     order (a1, a2, f); ``budget`` bounds the bytes of the temporaries of one batch of row blocks.
     """
     dtype = xyz.dtype
@@ -297,14 +297,20 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
             shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh)  # the centred part of exp(-U dh dg)
             acc = None
             for (_, _, tf, u, wts, n_m), coef, Lb in zip(elements, coefs, L_base):
+                Pf = tf[:, c0 : c0 + w].transpose(1, 2)  # (n_asu, n_g, w)
+                nbs = Lb.shape[1]
+                if not layout.coupled:  # no coupling: one column table serves every block, one product
+                    R = Pf[..., None] * wts[:, :, None, :]  # (n_asu, n_g, w, W)
+                    P = torch.bmm(Lb.reshape(n_asu, nbs * B, -1), R.reshape(n_asu, -1, w * W)).view(n_asu, nbs, B, w, W)
+                    term = P * (form_factor(coef, qsq) * shared)[None, ..., None]
+                    acc = term if acc is None else acc + term
+                    continue
                 # rows: the block's share hf0 (g - g0) of the coupling
                 Lr = Lb * torch.exp(-u[:, None, None, :] * (hf0 * dg[sel])[None, :, :, None])  # (n_asu, nb, B, n_g)
                 # columns: exp(-U h_f g0) per block times the series coefficients, then each atom's weights
                 K = torch.exp(-u[:, None, :, None] * (g0[sel][:, None] * vf[None, :])[None, :, None, :])  # (n_asu, nb, n_g, w)
                 z = (u[:, None, :, None] - U_mid) * (eps[sel][:, None] * dh[None, :])[None, :, None, :]
                 Kc = K[..., None] * bessel_coefficients(z, len(n_m))  # (n_asu, nb, n_g, w, M)
-                Pf = tf[:, c0 : c0 + w].transpose(1, 2)  # (n_asu, n_g, w)
-                nbs = Lr.shape[1]
                 P = None
                 for m, n in enumerate(n_m):  # term m: the first n atoms (sorted by need), rows scaled by T_m
                     R = Pf[:, None, :n, :, None] * (Kc[:, :, :n, :, m, None] * wts[:, None, :n, None, :])  # (n_asu, nb, n, w, W)
@@ -316,5 +322,6 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
             cols.append(acc)
         batches.append(torch.cat(cols, dim=3) if len(cols) > 1 else cols[0])
     S = torch.cat(batches, dim=1) if len(batches) > 1 else batches[0]  # (n_asu, n_blocks, B, w_total, W)
-    S = S.reshape(n_asu, n_blocks * B, w_total, W)[:, layout.slot]
-    return S.reshape(n_asu, n1, n2, w_total, W).permute(1, 2, 3, 0, 4)
+    # one gather back to (i1, i2) order, into the component-first layout the consumers read plane by plane
+    S = S.reshape(n_asu, n_blocks * B, w_total, W).permute(3, 0, 1, 2)[:, :, layout.slot]
+    return S.reshape(W, n_asu, n1, n2, w_total)
