@@ -105,7 +105,9 @@ def gradcheck(numpy_name: str, *, inputs: tuple[str, ...]) -> Callable:
     """Register how to build gradcheck cases for the differentiable ``inputs`` of ``numpy_name``.
 
     The builder is called as ``builder(call, input_name)`` and returns
-    ``(fn, tensors)``: ``torch.autograd.gradcheck(fn, tensors)`` must pass in float64.
+    ``(fn, tensors)``: ``torch.autograd.gradcheck(fn, tensors)`` must pass in float64; or
+    ``(fn, tensors, {"eps": step, "reason": why})`` where the finite-difference step must differ
+    from the default 1e-6 (the reason is required and shown on the dashboard).
     Register the parity entry first.
     """
 
