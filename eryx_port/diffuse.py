@@ -66,7 +66,7 @@ def plan_memory(shape, column_axis: int, n_asu: int, n_atoms: int, friedel: bool
     per_column = rows * n_asu * 4 * c * (3 if friedel else 2)  # sums, the hkl-ordered view's copies, the reflection
     width = max(1, min(shape[column_axis], (max_memory // 2) // per_column))
     per_point = 6 * c * 4 * n_asu + 16 * itemsize
-    chunk = max(1, min(1 << 20, (max_memory // 4) // per_point, math.prod(shape)))
+    chunk = max(1, min(1 << 16, (max_memory // 4) // per_point, math.prod(shape)))
     engine = min(max_memory // 4, 64 << 20)
     tables = 3 * max(shape) * n_asu * n_atoms * c
     working = width * per_column + chunk * per_point + min(engine, width * per_column) + tables
