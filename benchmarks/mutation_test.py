@@ -113,6 +113,30 @@ FAULTS = (
         "        B = torch.cat([B[..., :1] * 1.001, B[..., 1:]], dim=-1)\n",
         "full-rank GNM map (Cholesky path): first contraction column scaled by 1.001",
     ),
+    Fault(
+        "engine cross-term series", "eryx_port/grid_factors.py",
+        "shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh)",
+        "shared = torch.exp(-1.001 * U_mid * dg[sel][:, :, None] * dh)",
+        "structure-factor engine: the metric's cross term (coupled cells) scaled by 1.001 in its centred factor",
+    ),
+    Fault(
+        "engine row coupling", "eryx_port/grid_factors.py",
+        "cross12 = (G[a1, a2] * h1[sel] * h2[sel])[None, :, :, None]",
+        "cross12 = (1.001 * G[a1, a2] * h1[sel] * h2[sel])[None, :, :, None]",
+        "structure-factor engine: the cross term between the two row axes scaled by 1.001",
+    ),
+    Fault(
+        "Friedel mirror", "eryx_port/diffuse.py",
+        "Sm = S.flip(2, 3, 4).conj()",
+        "Sm = S.flip(2, 3, 4)",
+        "mirrored half of a symmetric grid read without the complex conjugate (Friedel's law broken)",
+    ),
+    Fault(
+        "k-vector class offset", "eryx_port/diffuse.py",
+        "pre = [o % s for o, s in zip(offsets, sampling)]",
+        "pre = [(o + (o > 0)) % s for o, s in zip(offsets, sampling)]",
+        "contraction: boxes after the first paired with the next k-vector class",
+    ),
 )
 
 
