@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "show": ("trace_tools.inspect_cmd", "show one trace"),
     "verify": ("trace_tools.inspect_cmd", "check that every trace loads and matches its checksums and data files"),
     "progress": ("trace_tools.progress", "write the progress dashboard (progress/)"),
+    "import-logs": ("trace_tools.legacy_logs", "convert the earlier toolchain's @debug logs (pickled) into traces"),
 }
 
 
@@ -25,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod = importlib.import_module(module)
-        getattr(mod, f"configure_{name}")(p)
-        p.set_defaults(_run=getattr(mod, f"run_{name}"))
+        attr = name.replace("-", "_")
+        getattr(mod, f"configure_{attr}")(p)
+        p.set_defaults(_run=getattr(mod, f"run_{attr}"))
     return parser
 
 
