@@ -28,6 +28,10 @@ from .values import Call, FileRef, ObjectData
 
 _RESULT_KEY = "trace_result"
 
+# ``pytest --traces DIR``: the parity cases come from the traces in DIR (every function that has one)
+# instead of traces/functions.toml and traces/data; set in pytest_configure, before collection.
+_TRACES_FOLDER: Path | None = None
+
 
 class NotPorted(AssertionError):
     """The function is listed and traced, but no port is registered for it yet."""
@@ -50,7 +54,16 @@ def listed_functions(functions_file: str | None = None) -> tuple[str, ...]:
 def _trace(function: str):
     from .store import load_function  # imported lazily: the store may be absent in a half-built checkout
 
-    return load_function(function)
+    return load_function(function, _TRACES_FOLDER)
+
+
+def case_functions() -> tuple[str, ...]:
+    """The functions whose calls become cases: the listed ones, or with ``--traces DIR`` those traced in DIR."""
+    if _TRACES_FOLDER is None:
+        return listed_functions()
+    from .store import read_manifest, trace_files
+
+    return tuple(read_manifest(path)["function"] for path in trace_files(_TRACES_FOLDER))
 
 
 def _calls(function: str) -> list[Call]:
@@ -69,7 +82,7 @@ def parity_params() -> list:
     """One pytest param per recorded call of every listed function; unported ones are expected failures."""
     registry = load_registry()
     params = []
-    for function in listed_functions():
+    for function in case_functions():
         marks = [pytest.mark.parity]
         if function not in registry:
             marks.append(pytest.mark.xfail(reason="not ported", raises=NotPorted, strict=True))
@@ -82,7 +95,7 @@ def gradcheck_params() -> list:
     """One param per differentiable input of each ported function, on the first call of each scenario."""
     registry = load_registry()
     params = []
-    for function in listed_functions():
+    for function in case_functions():
         entry = registry.get(function)
         if entry is None or not entry.grad_inputs:
             continue
@@ -176,12 +189,40 @@ def _session_dir(config) -> Path:
     return RESULTS_DIR / f".session-{sid}"
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--traces", metavar="DIR", default=None,
+        help="replay the traces in DIR (e.g. imported logs or @debug recordings) instead of traces/data",
+    )
+
+
 def pytest_configure(config) -> None:
+    global _TRACES_FOLDER
+    folder = config.getoption("traces", None)
+    if folder is not None:
+        _TRACES_FOLDER = Path(folder).expanduser().resolve()
+        if not _TRACES_FOLDER.is_dir():
+            raise pytest.UsageError(f"--traces: folder {_TRACES_FOLDER} does not exist")
     # Each run writes into its own folder; when it ends, its results (if it ran any
     # parity or gradcheck case) replace the previous ones in RESULTS_DIR. So runs of
     # other test files leave the last results alone, and concurrent runs don't mix.
     if not hasattr(config, "workerinput"):
         config.stash[_session_key] = f"{os.getpid()}-{time.time_ns()}"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # ``pytest --traces DIR`` runs the replay of DIR only: the other tests are deselected
+    if _TRACES_FOLDER is None:
+        return
+    def replays(item) -> bool:  # a case made by parity_params / gradcheck_params
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        marked = item.get_closest_marker("parity") or item.get_closest_marker("gradcheck")
+        return bool(marked) and "function" in params and "case" in params
+
+    keep = [i for i in items if replays(i)]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -195,7 +236,7 @@ def pytest_sessionfinish(session) -> None:
         return
     folder = _session_dir(config)
     fresh = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
-    if fresh:
+    if fresh and _TRACES_FOLDER is None:  # a run on another traces folder leaves the dashboard's results alone
         for old in RESULTS_DIR.glob("*.jsonl"):
             old.unlink()
         for path in fresh:
