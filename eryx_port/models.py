@@ -35,6 +35,7 @@ from .map_utils import generate_grid, get_resolution_mask, grid_axes
 from .pdb import AtomicModel, Crystal
 from .gnm import GaussianNetworkModel
 from .tensors import as_real, complex_dtype, resolve_device, resolve_dtype
+from .validation import check_network, check_rigid_bodies
 
 __all__ = ["OnePhonon"]
 
@@ -243,12 +244,14 @@ class OnePhonon:
 
     def _setup_phonons(self, pdb_path, model, gnm_cutoff, gamma_intra, gamma_inter):
         """Rigid-body matrices, k-vectors, then GNM phonons and covariance, or eryx's 'rb' model."""
+        check_rigid_bodies(self)  # a single atom or collinear atoms: refused by name (StructureError)
         self._build_A()
         self._build_M()
         self._build_kvec_Brillouin()
         if model == "gnm":
             self._setup_gnm(pdb_path, gnm_cutoff=gnm_cutoff, gamma_intra=gamma_intra, gamma_inter=gamma_inter)
             self.compute_gnm_phonons()
+            check_network(self)  # zero modes beyond the acoustic ones: refused with the numbers, before any map
             self.compute_covariance_matrix()  # covar and ADP
         else:
             self.compute_rb_phonons()

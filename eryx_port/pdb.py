@@ -25,12 +25,16 @@ import gemmi
 import numpy as np
 import torch
 
+from . import validation
 from .tensors import as_real, resolve_device, resolve_dtype
+from .validation import StructureError, StructureWarning
 
 __all__ = [
     "AtomicModel",
     "Crystal",
     "GaussianNetworkModel",  # noqa: F822  (lazy re-export, see __getattr__ below)
+    "StructureError",
+    "StructureWarning",
     "extract_sym_ops",
     "extract_transformations",
     "get_unit_cell_axes",
@@ -216,6 +220,7 @@ class AtomicModel:
             st = gemmi.read_structure(str(path)) if _is_cif(path) else gemmi.read_pdb(str(path))
         except (RuntimeError, ValueError) as exc:
             raise ValueError(f"{path}: could not be read as a PDB/mmCIF structure ({exc})") from exc
+        raw = validation.survey_raw(st) if clean_pdb else None
         if clean_pdb:
             st.remove_alternative_conformations()
             st.remove_hydrogens()
@@ -227,8 +232,8 @@ class AtomicModel:
                 # small molecules); eryx then keeps those residues, and so do we.
                 pass
             st.remove_empty_chains()
-        if len(st) == 0 or all(sum(len(res) for ch in model for res in ch) == 0 for model in st):
-            raise ValueError(f"{path}: no atoms left" + (" after removing waters, hydrogens and ligands" if clean_pdb else ""))
+        # refuses (StructureError, a ValueError) or warns (StructureWarning) by name: see eryx_port.validation
+        validation.check_read_structure(path, st, raw, clean=clean_pdb, lines=None if _is_cif(path) else lines)
         self.structure = st
         self.pdb_file = str(path)
 
@@ -284,7 +289,7 @@ class AtomicModel:
         per_frame = [self._read_model(self.structure[f]) for f in frames]
         sizes = {len(p[0]) for p in per_frame}
         if len(sizes) != 1:
-            raise ValueError(f"{self.pdb_file}: models have different numbers of atoms {sorted(sizes)}")
+            raise StructureError(f"{self.pdb_file}: models have different numbers of atoms {sorted(sizes)}")
 
         xyz = torch.stack([self._tensor(p[0]) for p in per_frame])  # (n_frames, n_atoms, 3)
         # With expand_p1 eryx keeps the B factors and form factors of the last frame
