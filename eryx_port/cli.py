@@ -5,7 +5,10 @@
   eryx-port run -c CONFIG -t OnePhonon   eryx's own run configuration (YAML), writing what eryx's
                                          task writes: ROOT_DIR/models/onephonon.npy
 
-Bad input gets one line on stderr and exit status 2; nothing is left half-written.
+Bad input gets one line on stderr and exit status 2; nothing is left half-written. That includes structures
+that read but cannot give a map (eryx_port.validation: non-finite numbers, impossible cells, no atoms left,
+a network that does not hold the crystal together); what is merely suspicious is one "warning:" line each.
+An internal failure (e.g. in linear algebra) is one line, exit status 1; --debug shows its traceback.
 """
 
 from __future__ import annotations
@@ -102,6 +105,10 @@ def _compute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet", "-q", action="store_true", help="no progress bars (shown on a terminal only) and no summary"
     )
+    parser.add_argument(  # SUPPRESS: an absent flag here leaves the top-level --debug alone
+        "--debug", dest="debug", action="store_true", default=argparse.SUPPRESS,
+        help="show the Python traceback of an internal error (for bug reports)",
+    )
 
 
 def _default_max_memory(device) -> int:
@@ -142,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument(
-        "--traceback", action="store_true", help="show the Python traceback of an unexpected error (for bug reports)"
+        "--debug", "--traceback", dest="debug", action="store_true",
+        help="show the Python traceback of an internal error (for bug reports); also accepted after the command",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
@@ -226,20 +234,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(exc))
         return 2
     except ComputeError as exc:
+        if getattr(args, "debug", False):
+            raise
         _fail(str(exc))
         return 1
     except KeyboardInterrupt:
         _fail("interrupted")
         return 130
     except Exception as exc:  # an unexpected failure: one line, unless asked for the traceback
-        if args.traceback:
+        if getattr(args, "debug", False):
             raise
-        _fail(f"internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with '{PROG} --traceback ...' for details)")
+        _fail(f"internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with '{PROG} --debug ...' for the traceback)")
         return 1
 
 
 def _fail(message: str) -> None:
     print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
 
 
 def _one_line(exc: BaseException | str) -> str:
@@ -263,8 +277,12 @@ class Structure:
 
 
 def check_structure(path: Path, *, expand_p1: bool = True) -> Structure:
-    """Read the structure the way the model will, turning every problem with the file into a UsageError."""
+    """Read the structure the way the model will, turning every problem with the file into a UsageError
+    (see :mod:`eryx_port.validation`) and printing each StructureWarning as one line on stderr."""
+    import warnings
+
     from .pdb import AtomicModel
+    from .validation import StructureWarning
 
     if not path.exists():
         raise UsageError(f"structure file {str(path)!r} does not exist")
@@ -273,9 +291,16 @@ def check_structure(path: Path, *, expand_p1: bool = True) -> Structure:
     if not os.access(path, os.R_OK):
         raise UsageError(f"structure file {str(path)!r} cannot be read (permission denied)")
     try:
-        model = AtomicModel(str(path), expand_p1=expand_p1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StructureWarning)
+            model = AtomicModel(str(path), expand_p1=expand_p1)
     except (ValueError, OSError, RuntimeError, TypeError, KeyError, IndexError) as exc:
         raise UsageError(_one_line(exc)) from exc
+    for w in caught:
+        if issubclass(w.category, StructureWarning):
+            _warn(str(w.message))
+        else:  # not ours: let Python show it as it would have
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     cell = model.structure.cell
     if not cell.is_crystal():
         raise UsageError(f"{path}: no unit cell (CRYST1) found")
@@ -460,34 +485,56 @@ def compute_map(model_kwargs: dict[str, Any], *, use_data_adp: bool, device, dty
     """Build OnePhonon and compute its map straight into the .npy file ``out_path`` (a memmap, written slab
     by slab, so the map need not fit in memory twice); returns (model, the map as a read-write memmap of
     shape map_shape)."""
+    import warnings
+
     import numpy as np
     import torch
 
     from . import models
+    from .validation import FloppyNetworkWarning, StructureWarning
 
     cls = models.OnePhonon
     kwargs = dict(model_kwargs, device=device, dtype=dtype)
     show = stages.show
+    linalg_errors = (torch.linalg.LinAlgError, np.linalg.LinAlgError)
     with stages.stage("phonons (model setup)"):
         try:
-            model = cls(**kwargs, **_progress_kwargs(cls, show))
-        except ValueError as exc:  # the model's own checks of its input (e.g. a P1 file with expand_p1 false)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", StructureWarning)  # said once already, by check_structure
+                # the API keeps eryx's partly NaN map; the command refuses it
+                warnings.simplefilter("error", FloppyNetworkWarning)
+                model = cls(**kwargs, **_progress_kwargs(cls, show))
+        except (ValueError, FloppyNetworkWarning) as exc:  # the model's checks of its input (eryx_port.validation)
             raise UsageError(_one_line(exc)) from exc
-        except torch.linalg.LinAlgError as exc:
-            raise _linalg_failure(exc, dtype) from exc
+        except linalg_errors as exc:
+            raise _linalg_failure(exc, dtype, "phonons (model setup)") from exc
     with stages.stage("diffuse intensity"):
         intensity = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.dtype(dtype), shape=tuple(model.map_shape))
         try:
             model.apply_disorder(use_data_adp=use_data_adp, out=intensity, max_memory=max_memory)
-        except torch.linalg.LinAlgError as exc:
-            raise _linalg_failure(exc, dtype) from exc
+        except linalg_errors as exc:
+            raise _linalg_failure(exc, dtype, "diffuse intensity") from exc
         intensity.flush()
     return model, intensity
 
 
-def _linalg_failure(exc: Exception, dtype: str) -> ComputeError:
+_LIKELY_CAUSE = {
+    "phonons (model setup)": "the dynamical matrices K(k) of the Gaussian network are numerically singular or "
+    "ill-conditioned (springs of very different stiffness, or a nearly floppy lattice: try another --cutoff, "
+    "--gamma-intra or --gamma-inter)",
+    "diffuse intensity": "K(k) is not positive definite at some k-vector (a mode of nearly zero frequency that "
+    "escaped eryx's threshold: try a larger --cutoff or --gamma-inter)",
+}
+
+
+def _linalg_failure(exc: Exception, dtype: str, stage: str) -> ComputeError:
+    """One line: the stage, what failed, its likely cause, and how to see the traceback."""
     hint = " (float32 may be too coarse for these phonon matrices: try --dtype float64)" if dtype == "float32" else ""
-    return ComputeError(f"the phonon computation failed: {_one_line(exc)}{hint}")
+    cause = _LIKELY_CAUSE.get(stage, "a numerically singular matrix")
+    return ComputeError(
+        f"the phonon computation failed in stage '{stage}': {_one_line(exc)}; likely cause: {cause}{hint}; "
+        f"rerun with --debug for the traceback"
+    )
 
 
 def _to_numpy(x):

@@ -353,10 +353,12 @@ def _unknown_element_scattering() -> str:
     coef = x.it92
     f0 = float(sum(coef.a) + coef.c) if coef is not None else 0.0
     if f0 == 0:
-        return "they get no scattering"
+        return "they get no scattering; give the right element in columns 77-78"
+    o = gemmi.Element("O").it92
+    like = ", that of oxygen" if o is not None and list(o.a) == list(coef.a) and o.c == coef.c else ""
     return (
-        f"gemmi reads them as element X, which gets a placeholder form factor (f(0) = {f0:.1f} electrons, that of "
-        f"oxygen) and a mass of {x.weight:g} Da; give the right element in columns 77-78"
+        f"gemmi reads them as element X, which gets a placeholder form factor (f(0) = {f0:.1f} electrons{like}) "
+        f"and a mass of {x.weight:g} Da; give the right element in columns 77-78"
     )
 
 
