@@ -541,8 +541,9 @@ def import_logs(
     provenance_base = {
         "source_commit": _source_commit(source) if source else None,
         "source_path": str(source) if source else None,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
+        "python": None,  # the recording's environment is not in the logs
+        "numpy": None,
+        "imported_with": {"python": platform.python_version(), "numpy": np.__version__},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "recorder": IMPORTER_VERSION,
         "command": command,
