@@ -165,6 +165,27 @@ def no_atoms_error(path, raw: RawSurvey | None, clean: bool) -> StructureError:
 # --------------------------------------------------------------------------- cell
 
 
+_CRYST1_FIELDS = (("a", 6, 15), ("b", 15, 24), ("c", 24, 33), ("alpha", 33, 40), ("beta", 40, 47), ("gamma", 47, 54))
+
+
+def cryst1_parameters(path, lines: Sequence[str]) -> list[float]:
+    """The six numbers of the first CRYST1 record, as written (gemmi replaces a cell it finds invalid, e.g. an
+    angle of 0, by a 1 Angstrom cube, so the check must see the record itself)."""
+    line = next((ln for ln in lines if ln.startswith("CRYST1")), None)
+    if line is None:
+        raise StructureError(f"{path}: no CRYST1 record")
+    out = []
+    for name, start, stop in _CRYST1_FIELDS:
+        text = line[start:stop].strip()
+        try:
+            out.append(float(text))
+        except ValueError:
+            raise StructureError(
+                f"{path}: CRYST1 {name} (columns {start + 1}-{stop}) is not a number: {text!r}"
+            ) from None
+    return out
+
+
 def check_cell(path, parameters: Sequence[float]) -> None:
     """Refuse non-finite or non-positive edges and angles that do not form a cell (zero or imaginary volume)."""
     a, b, c, alpha, beta, gamma = (float(p) for p in parameters)
@@ -208,7 +229,7 @@ def check_read_structure(path, st, raw: RawSurvey | None, *, clean: bool, lines:
     Errors come first, so a refused structure is not also warned about. ``raw`` is :func:`survey_raw`
     of the file before cleaning (None without cleaning).
     """
-    check_cell(path, st.cell.parameters)
+    check_cell(path, cryst1_parameters(path, lines) if lines is not None else st.cell.parameters)
     if len(st) == 0 or all(sum(len(res) for ch in model for res in ch) == 0 for model in st):
         raise no_atoms_error(path, raw, clean)
     _check_models_agree(path, st)
