@@ -23,9 +23,29 @@ from trace_tools.values import CellData, ExceptionData, ObjectData, SpaceGroupDa
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(FIXTURES))
 
-from legacy_writer import LegacyLog, hex_pickle, legacy_debug  # noqa: E402
+
+def _load_writer():
+    # loaded from its file: this module leaves sys.path and sys.modules as it found them
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_legacy_writer", FIXTURES / "legacy_writer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_writer = _load_writer()
+LegacyLog, hex_pickle, legacy_debug = _writer.LegacyLog, _writer.hex_pickle, _writer.legacy_debug
+
+
+@pytest.fixture(autouse=True)
+def _toy_package(monkeypatch):
+    """tests/fixtures on sys.path for the test only; the toy modules are forgotten afterwards."""
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    yield
+    for name in [n for n in sys.modules if n.split(".")[0] in ("toypkg", "toydebug")]:
+        del sys.modules[name]
 
 
 def _env(**extra: str) -> dict[str, str]:
