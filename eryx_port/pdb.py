@@ -215,11 +215,11 @@ class AtomicModel:
     def _get_gemmi_structure(self, path: Path, clean_pdb: bool, lines: Sequence[str]) -> None:
         if not _has_cell(path, lines):
             kind = "_cell.length_a" if _is_cif(path) else "CRYST1 record"
-            raise ValueError(f"{path}: no unit cell ({kind}) found; is this a crystal structure in PDB/mmCIF format?")
+            raise StructureError(f"{path}: no unit cell ({kind}) found; is this a crystal structure in PDB/mmCIF format?")
         try:
             st = gemmi.read_structure(str(path)) if _is_cif(path) else gemmi.read_pdb(str(path))
         except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"{path}: could not be read as a PDB/mmCIF structure ({exc})") from exc
+            raise StructureError(f"{path}: could not be read as a PDB/mmCIF structure ({exc})") from exc
         raw = validation.survey_raw(st) if clean_pdb else None
         if clean_pdb:
             st.remove_alternative_conformations()
@@ -254,12 +254,16 @@ class AtomicModel:
         get what a REMARK 290 header would hold: fractional rotations in
         ``sym_ops`` and Cartesian ``[R | t]`` in ``transformations``.
         """
-        sym_ops = _sym_ops_from_lines(lines, self.dtype, self.device)
-        transformations = _transformations_from_lines(lines, self.dtype, self.device)
+        try:
+            sym_ops = _sym_ops_from_lines(lines, self.dtype, self.device)
+            transformations = _transformations_from_lines(lines, self.dtype, self.device)
+        except ValueError as exc:
+            raise StructureError(f"{self.pdb_file}: {exc}") from exc
+        from_header = bool(sym_ops or transformations)
         if not sym_ops:
             sg = gemmi.find_spacegroup_by_name(self.space_group)
             if sg is None:
-                raise ValueError(
+                raise StructureError(
                     f"{self.pdb_file}: no REMARK 290 symmetry operators and unknown space group {self.space_group!r}"
                 )
             ops = [(np.array(op.rot) / op.DEN, np.array(op.tran) / op.DEN) for op in sg.operations()]
@@ -274,6 +278,8 @@ class AtomicModel:
                 sym_ops = {i: self._tensor(np.hstack([rot, t[:, None]])) for i, (rot, t) in enumerate(ops)}
         if not transformations:
             transformations = sym_ops
+        if from_header:
+            validation.check_operators(self.pdb_file, sym_ops, transformations)
         self.n_asu = len(transformations.keys())
         return sym_ops, transformations
 

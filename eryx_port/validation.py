@@ -43,6 +43,8 @@ __all__ = [
 # Coordinates beyond this (Angstrom) are refused: PDB's own columns stop at 9999.999, the largest crystal
 # cells are a few thousand Angstrom, and phases q.r lose every digit for |r| of this size.
 MAX_COORDINATE = 1e5
+# B-factors beyond +-this (Angstrom^2) are refused: exp(-B q^2 / (16 pi^2)) under- or overflows at any resolution.
+MAX_B = 1e4
 # B-factors above this (Angstrom^2) are warned about: exp(-B q^2 / (16 pi^2)) wipes out the map.
 LARGE_B = 1000.0
 # Atoms closer than this (Angstrom) count as one position (the PDB format's precision is 1e-3).
@@ -207,6 +209,41 @@ def check_cell(path, parameters: Sequence[float]) -> None:
         )
 
 
+# --------------------------------------------------------------------------- symmetry operators
+
+
+def check_operators(path, sym_ops: dict, transformations: dict) -> None:
+    """Refuse REMARK 290 operators that cannot place the ASUs: missing or extra rows, non-finite numbers,
+    operator lists that disagree, SMTRY rotations that are not rotations."""
+    import torch
+
+    if set(sym_ops) != set(transformations):
+        raise StructureError(
+            f"{path}: REMARK 290 lists {_plural(len(sym_ops), 'operator')} (NNNMMM lines) but "
+            f"{_plural(len(transformations), 'SMTRY operator')}: the symmetry header is incomplete"
+        )
+    for k, op in transformations.items():
+        op = torch.as_tensor(op)
+        if tuple(op.shape) != (3, 4):
+            rows = op.shape[0] if op.ndim == 2 else 1
+            raise StructureError(
+                f"{path}: REMARK 290 SMTRY operator {k + 1} has {_plural(rows, 'row')} of "
+                f"{op.shape[-1] if op.ndim else 0} numbers; each operator needs SMTRY1-3 rows of 4 numbers"
+            )
+        if not bool(torch.isfinite(op).all()):
+            raise StructureError(f"{path}: REMARK 290 SMTRY operator {k + 1} holds a non-finite number")
+        if op is not sym_ops.get(k):  # from SMTRY records: a Cartesian rotation
+            rot = op[:, :3].to(torch.float64)
+            err = float((rot @ rot.T - torch.eye(3, dtype=torch.float64)).abs().max())
+            if err > 1e-3:
+                raise StructureError(
+                    f"{path}: REMARK 290 SMTRY operator {k + 1} is not a rotation (R R^T differs from the identity "
+                    f"by {err:.3g})"
+                )
+        if abs(float(torch.as_tensor(op)[:, 3].abs().max())) > MAX_COORDINATE:
+            raise StructureError(f"{path}: REMARK 290 SMTRY operator {k + 1} translates by more than {MAX_COORDINATE:g} A")
+
+
 # --------------------------------------------------------------------------- atoms
 
 
@@ -247,6 +284,12 @@ def check_read_structure(path, st, raw: RawSurvey | None, *, clean: bool, lines:
             f"{path}: {label} lies at {value} Angstrom, beyond +-{MAX_COORDINATE:g} Angstrom "
             f"({_plural(len(found['far']), 'atom')}): the coordinates are not in Angstrom or the file is damaged"
         )
+    if found["far_b"]:
+        label, value = found["far_b"][0]
+        raise StructureError(
+            f"{path}: {label} has a B-factor beyond +-{MAX_B:g} A^2 ({value}; {_plural(len(found['far_b']), 'atom')}): "
+            "the Debye-Waller factor would under- or overflow"
+        )
     for message in _warnings(path, st, raw, clean, found, lines):
         warnings.warn(message, StructureWarning, stacklevel=4)
 
@@ -272,7 +315,7 @@ def _check_models_agree(path, st) -> None:
 
 def _scan_atoms(st) -> dict[str, list]:
     found: dict[str, list] = {
-        k: [] for k in ("nonfinite_xyz", "nonfinite_b", "nonfinite_occ", "far", "negative_b", "large_b", "zero_occ",
+        k: [] for k in ("nonfinite_xyz", "nonfinite_b", "nonfinite_occ", "far", "far_b", "negative_b", "large_b", "zero_occ",
                         "odd_occ", "unknown")
     }
     for model in st:
@@ -286,6 +329,8 @@ def _scan_atoms(st) -> dict[str, list]:
                 found["nonfinite_b"].append((_label(model, st, chain, residue, atom), f"B={b:g}"))
             if not math.isfinite(occ):
                 found["nonfinite_occ"].append((_label(model, st, chain, residue, atom), f"occupancy={occ:g}"))
+            if math.isfinite(b) and abs(b) > MAX_B:
+                found["far_b"].append((_label(model, st, chain, residue, atom), f"B={b:g}"))
             far = max(abs(v) for v in xyz)
             if far > MAX_COORDINATE:
                 found["far"].append((_label(model, st, chain, residue, atom), f"{far:g}"))

@@ -119,6 +119,7 @@ REFUSED = {
     "zero angle": (lambda: pdb_text(cell=cell_line(gamma=0.0)), r"gamma=0 is not between 0 and 180"),
     "flat cell": (lambda: pdb_text(cell=cell_line(alpha=120.0, beta=120.0, gamma=120.0)), r"do not form a cell \(volume \(nearly\) zero"),
     "imaginary volume": (lambda: pdb_text(cell=cell_line(alpha=30.0, beta=30.0, gamma=100.0)), r"do not form a cell \(volume imaginary"),
+    "absurd B-factor": (lambda: pdb_text(changed(0, b="-1e+30")), r"ATOM 1 A/ALA 1/N has a B-factor beyond \+-10000 A\^2 \(B=-1e\+30"),
     "far coordinates": (lambda: pdb_text(changed(3, x="2.0e+06")), r"ATOM 4 A/ALA 1/O lies at 2e\+06 Angstrom, beyond"),
     "waters only": (
         lambda: CELL + atom_line(1, "O", "HOH", 1, 1.0, 1.0, 1.0, 1.0, 10.0, "O", record="HETATM") + "END\n",
@@ -138,6 +139,18 @@ def _models(first: list[tuple], second: list[tuple]) -> str:
     return text + "END\n"
 
 
+REFUSED["SMTRY not a rotation"] = (
+    lambda: CELL
+    + "".join(f"REMARK 290   SMTRY{i}   1  {'  '.join('2.000000' if j == i - 1 else '0.000000' for j in range(3))}        0.00000\n"
+              for i in (1, 2, 3))
+    + "".join(atom_line(i + 1, *a) for i, a in enumerate(ATOMS)) + "END\n",
+    r"SMTRY operator 1 is not a rotation",
+)
+REFUSED["SMTRY row missing"] = (
+    lambda: CELL + "REMARK 290   SMTRY1   1  1.000000  0.000000  0.000000        0.00000\n"
+    + "".join(atom_line(i + 1, *a) for i, a in enumerate(ATOMS)) + "END\n",
+    r"SMTRY operator 1 has 1 row of 4 numbers",
+)
 REFUSED["models differ in number"] = (lambda: _models(ATOMS, ATOMS[:-1]), r"model 2 has 5 atoms but model 1 has 6")
 REFUSED["models differ in atoms"] = (
     lambda: _models(ATOMS, changed(2, name="CG")),
@@ -250,7 +263,7 @@ WARNED = {
         lambda: pdb_text([*ATOMS, changed(1, name="CG")[1]]),
         r"1 pair of atoms at the same position \(ATOM 2 A/ALA 1/CA and ATOM 7 A/ALA 1/CG\)",
     ),
-    "huge B-factor": (lambda: pdb_text(changed(0, b="1e+05")), r"1 atom with a B-factor above 1000 A\^2"),
+    "huge B-factor": (lambda: pdb_text(changed(0, b="5000.0")), r"1 atom with a B-factor above 1000 A\^2"),
 }
 
 
