@@ -360,8 +360,8 @@ def map_shape_of(samplings: Sequence[Sequence[float]]) -> tuple[int, int, int]:
 _SIMULATE_FILE_BYTES = 3 * 8 * 2 + 8
 
 # Peak resident memory of the interpreter with torch, gemmi and the model set up, measured on 6o2h
-# and the demo peptide (260-420 MB), with margin.
-_BASE_BYTES = 512 << 20
+# and the demo peptide (260-420 MB; 330 MiB for 6o2h on 1.4e4 q-points, benchmarks/bench_memory.py).
+_BASE_BYTES = 400 << 20
 
 
 def estimate_memory(samplings, structure: Structure, *, itemsize: int, max_memory: int, per_point_files: int = 0) -> int:

@@ -64,7 +64,8 @@ def plan_memory(shape, column_axis: int, n_asu: int, n_atoms: int, friedel: bool
     c = 2 * itemsize  # bytes of a complex value
     rows = math.prod(shape) // shape[column_axis]
     per_column = rows * n_asu * 4 * c * (3 if friedel else 2)  # sums, the hkl-ordered view's copies, the reflection
-    width = max(1, min(shape[column_axis], (max_memory // 2) // per_column))
+    n_cols = shape[column_axis] - shape[column_axis] // 2 if friedel else shape[column_axis]  # columns computed
+    width = max(1, min(n_cols, (max_memory // 2) // per_column))
     per_point = 6 * c * 4 * n_asu + 16 * itemsize
     chunk = max(1, min(1 << 16, (max_memory // 4) // per_point, math.prod(shape)))
     engine = min(max_memory // 4, 64 << 20)
