@@ -93,9 +93,12 @@ def _transformations_from_lines(lines, dtype, device) -> dict[int, torch.Tensor]
             continue
         fields = line.split()[3:]
         try:
-            rows.setdefault(int(fields[0]) - 1, []).append([float(v) for v in fields[1:]])
+            values = [float(v) for v in fields[1:]]
+            if len(values) != 4:
+                raise ValueError(f"{len(values)} numbers")
+            rows.setdefault(int(fields[0]) - 1, []).append(values)
         except (ValueError, IndexError) as exc:
-            raise ValueError(f"malformed REMARK 290 SMTRY line {line.rstrip()!r}") from exc
+            raise ValueError(f"malformed REMARK 290 SMTRY line {line.rstrip()!r} (expected: SMTRYn, operator number, 4 numbers)") from exc
     dtype, device = resolve_dtype(dtype), resolve_device(device)
     # A single row stays 1-D, as in eryx (only three-row operators are meaningful).
     return {k: torch.tensor(v if len(v) > 1 else v[0], dtype=dtype, device=device) for k, v in rows.items()}
@@ -216,10 +219,13 @@ class AtomicModel:
         if not _has_cell(path, lines):
             kind = "_cell.length_a" if _is_cif(path) else "CRYST1 record"
             raise StructureError(f"{path}: no unit cell ({kind}) found; is this a crystal structure in PDB/mmCIF format?")
+        if not _is_cif(path):
+            validation.check_text(path, lines)
         try:
             st = gemmi.read_structure(str(path)) if _is_cif(path) else gemmi.read_pdb(str(path))
-        except (RuntimeError, ValueError) as exc:
-            raise StructureError(f"{path}: could not be read as a PDB/mmCIF structure ({exc})") from exc
+        except (RuntimeError, ValueError) as exc:  # UnicodeDecodeError included (bytes that are no text)
+            reason = " ".join(str(exc).split())  # gemmi's messages span lines
+            raise StructureError(f"{path}: could not be read as a PDB/mmCIF structure ({reason})") from exc
         raw = validation.survey_raw(st) if clean_pdb else None
         if clean_pdb:
             st.remove_alternative_conformations()
@@ -242,7 +248,10 @@ class AtomicModel:
         params = self._tensor(st.cell.parameters)
         self.cell = params
         self.A_inv = self._tensor(st.cell.frac.mat.tolist())  # gemmi >= 0.7 spelling
-        self.space_group = st.spacegroup_hm
+        try:
+            self.space_group = st.spacegroup_hm
+        except UnicodeDecodeError as exc:  # bytes that are no text in CRYST1's space-group columns
+            raise StructureError(f"{self.pdb_file}: the CRYST1 space group (columns 56-66) is not text") from exc
         self.unit_cell_axes = get_unit_cell_axes(params)
 
     def _get_sym_ops(self, lines):

@@ -164,6 +164,23 @@ def no_atoms_error(path, raw: RawSurvey | None, clean: bool) -> StructureError:
     return StructureError(f"{path}: no atoms left after removing waters, hydrogens and ligands ({what})")
 
 
+# --------------------------------------------------------------------------- text
+
+
+_TEXT_RECORDS = ("ATOM  ", "HETATM", "CRYST1", "MODEL ", "REMARK 290")
+
+
+def check_text(path, lines: Sequence[str]) -> None:
+    """Refuse coordinate, cell and symmetry records holding bytes that are not text (not UTF-8): gemmi
+    reads them, but its names could then not be decoded (``lines`` were read with errors='replace')."""
+    for number, line in enumerate(lines, start=1):
+        if "\ufffd" in line and line.startswith(_TEXT_RECORDS):
+            raise StructureError(
+                f"{path}: line {number} ({line[:6].strip()} record) holds bytes that are not text (not UTF-8): "
+                "the file is damaged"
+            )
+
+
 # --------------------------------------------------------------------------- cell
 
 
