@@ -86,7 +86,7 @@ def assemble_factors(S: torch.Tensor, q: torch.Tensor, out: torch.Tensor | None 
     Written into ``out`` (a new tensor when None) plane by plane; slice assignments keep the autograd
     graph, so one path serves every use.
     """
-    shape = torch.broadcast_shapes(S.shape[1:], q.shape[1:])
+    shape = np.broadcast_shapes(tuple(S.shape[1:]), tuple(q.shape[1:]))  # torch's version imports sympy (0.6 s)
     if out is None:
         out = S.new_empty((6, *shape))
     for c in range(3):
