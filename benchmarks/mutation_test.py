@@ -60,13 +60,13 @@ FAULTS = (
         "Debye-Waller exponent of structure_factors scaled by 1.001",
     ),
     Fault(
-        "map Debye-Waller, GNM ADP", "eryx_port/models.py",
+        "map Debye-Waller, GNM ADP", "eryx_port/models/onephonon.py",
         "            U = self.ADP\n",
         "            U = 1.001 * self.ADP\n",
         "Debye-Waller factor of the diffuse map (GNM ADP) scaled by 1.001",
     ),
     Fault(
-        "map Debye-Waller, data ADP", "eryx_port/models.py",
+        "map Debye-Waller, data ADP", "eryx_port/models/onephonon.py",
         "U = self.model.adp[0] / (8 * math.pi**2)",
         "U = 1.001 * self.model.adp[0] / (8 * math.pi**2)",
         "Debye-Waller factor of the diffuse map (data B-factors) scaled by 1.001",
@@ -78,7 +78,7 @@ FAULTS = (
         "the last atom pair of the GNM contact list is dropped",
     ),
     Fault(
-        "rotated GNM modes", "eryx_port/models.py",
+        "rotated GNM modes", "eryx_port/models/onephonon.py",
         "        V, Winv = phonons.phonon_modes(self._K, self._Linv64)\n",
         "        V, Winv = phonons.phonon_modes(self._K, self._Linv64)\n"
         "        V = V.clone()\n"
@@ -86,14 +86,14 @@ FAULTS = (
         "GNM modes 3 and 4 (distinct) rotated into each other by 45 degrees",
     ),
     Fault(
-        "swapped adjacent GNM modes", "eryx_port/models.py",
+        "swapped adjacent GNM modes", "eryx_port/models/onephonon.py",
         "        V, Winv = phonons.phonon_modes(self._K, self._Linv64)\n",
         "        V, Winv = phonons.phonon_modes(self._K, self._Linv64)\n"
         "        V = V[..., [0, 2, 1] + list(range(3, V.shape[-1]))]\n",
         "GNM modes 1 and 2 swapped (the 7n2h acoustic pair 1.4% apart at k != 0)",
     ),
     Fault(
-        "rotated rb identity", "eryx_port/models.py",
+        "rotated rb identity", "eryx_port/models/onephonon.py",
         "        self.V = eye.expand(weight.shape + (n, n)).clone()\n",
         "        eye = eye.clone()\n"
         "        eye[:2, :2] = torch.tensor([[1.0, -1.0], [1.0, 1.0]], dtype=eye.dtype) / 2**0.5\n"
@@ -101,13 +101,13 @@ FAULTS = (
         "'rb' modes: the identity rotated by 45 degrees in its first two columns",
     ),
     Fault(
-        "covariance scale", "eryx_port/models.py",
+        "covariance scale", "eryx_port/models/onephonon.py",
         "self.covar = (covar.real * scale).reshape(",
         "self.covar = (covar.real * scale * 1.0001).reshape(",
         "stored covariance scaled by 1.0001 after the ADP is taken from it (scaling before would cancel)",
     ),
     Fault(
-        "full-rank map sign", "eryx_port/models.py",
+        "full-rank map sign", "eryx_port/models/onephonon.py",
         "        B = torch.linalg.solve_triangular(L, eye.expand(K.shape), upper=False).mH\n",
         "        B = torch.linalg.solve_triangular(L, eye.expand(K.shape), upper=False).mH\n"
         "        B = torch.cat([B[..., :1] * 1.001, B[..., 1:]], dim=-1)\n",

@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.stats import ortho_group, unitary_group
 
-from eryx_port.parity.models import align_modes, eigenvalue_clusters, kvec_class, mode_floor
+from eryx_port.parity.models.onephonon import align_modes, eigenvalue_clusters, kvec_class, mode_floor
 from trace_tools.compare import compare
 
 
@@ -49,7 +49,7 @@ def test_rotation_within_a_degenerate_cluster_is_undone():
 def test_rb_identity_rotated_fails():
     # 'rb' modes are compared as they are (the identity on both sides): one cluster of equal Winv
     # would let align_modes undo any rotation, so the adapter does not align them.
-    from eryx_port.parity.models import _modes_expected
+    from eryx_port.parity.models.onephonon import _modes_expected
 
     class RigidBody:
         gnm = None

@@ -2,7 +2,7 @@
 """OnePhonon in torch: building blocks against independent formulas, NaN pattern, paths, dtypes, bad input.
 
 Parity with NumPy eryx is replayed from the recorded traces in tests/test_parity.py (adapters in
-eryx_port/parity/models.py); these tests check what traces cannot.
+eryx_port/parity/models/onephonon.py); these tests check what traces cannot.
 """
 
 from __future__ import annotations

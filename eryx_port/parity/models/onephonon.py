@@ -26,7 +26,7 @@ from trace_tools.registry import gradcheck, parity
 from trace_tools.store import load_function
 from trace_tools.values import FileRef
 
-from .tolerances import inverse_floor
+from ..tolerances import inverse_floor
 
 _INIT = "eryx.models.OnePhonon.__init__"
 # Two eigenvalues form one (degenerate) cluster when they agree to 1e-9 of their own size. In the

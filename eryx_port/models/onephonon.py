@@ -30,12 +30,12 @@ import os
 import numpy as np
 import torch
 
-from . import diffuse, phonons
-from .map_utils import generate_grid, get_resolution_mask, grid_axes
-from .pdb import AtomicModel, Crystal
-from .gnm import GaussianNetworkModel
-from .tensors import as_real, complex_dtype, resolve_device, resolve_dtype
-from .validation import check_network, check_rigid_bodies
+from .. import diffuse, phonons
+from ..map_utils import generate_grid, get_resolution_mask, grid_axes
+from ..pdb import AtomicModel, Crystal
+from ..gnm import GaussianNetworkModel
+from ..tensors import as_real, complex_dtype, resolve_device, resolve_dtype
+from ..validation import check_network, check_rigid_bodies
 
 __all__ = ["OnePhonon"]
 

@@ -1,0 +1,8 @@
+"""eryx's disorder models, one module per model family (eryx keeps them all in ``eryx.models``).
+
+``from eryx_port.models import OnePhonon`` works as ``from eryx.models import OnePhonon`` does.
+"""
+
+from .onephonon import OnePhonon
+
+__all__ = ["OnePhonon"]
