@@ -347,3 +347,31 @@ SCENARIOS = {
     "6o2h_clean-s2": s_6o2h_2,
     "6o2h_clean-s3": s_6o2h_3,
 }
+
+
+def _family_scenarios() -> dict:
+    """Scenarios of the other model families, one file each (``scenarios_<family>.py`` beside this one).
+
+    Each such file defines its own ``SCENARIOS`` and may use this module's helpers
+    (``from scenarios import _pdb, _module``): this folder is put on ``sys.path``.
+    Keeping a file per family lets the families grow without touching each other.
+    """
+    import importlib.util
+    import sys
+
+    here = Path(__file__).resolve().parent
+    if str(here) not in sys.path:
+        sys.path.insert(0, str(here))
+    found = {}
+    for path in sorted(here.glob("scenarios_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_eryx_scenarios_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        clash = set(found) & set(module.SCENARIOS) | set(SCENARIOS) & set(module.SCENARIOS)
+        if clash:
+            raise ValueError(f"{path.name}: scenario names already used: {sorted(clash)}")
+        found.update(module.SCENARIOS)
+    return found
+
+
+SCENARIOS.update(_family_scenarios())
