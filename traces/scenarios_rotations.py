@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Recording scenarios of eryx's rigid-body rotation and ensemble models (scenario numbers 30-39).
+
+Conventions of these scenarios, on top of those of ``scenarios.py``:
+
+* **Random draws.** ``RigidBodyRotations`` draws its rotations from NumPy's global generator
+  (``scipy.spatial.transform.Rotation.random`` takes ``normal(size=(n, 4))``, then
+  ``np.random.randn(n)`` the angles). Every call that draws is preceded by
+  ``np.random.seed(k)``, k the scenario's number (30 for ``5zck-s30``), and the first three
+  recorded calls of each drawing function in a scenario (the recorder keeps three) are each the
+  first draw after such a seed: direct calls are seeded one by one, and the first nested
+  ``generate_rotations_around_axis`` of an ``apply_disorder`` follows its seed. The parity adapter
+  (``eryx_port/parity/models/rotations.py``) replays NumPy's generator from the same seed.
+* **Ensemble files.** The multi-model PDB files are written here, into a temporary folder, by
+  :func:`eryx_port.multimodel.write_perturbed_models` from a shared structure (never a copied file);
+  the trace names them ``<stem>_ens<n>.pdb`` with their hash, and the adapter writes the same bytes
+  again. ``AtomicModel`` is not recorded while reading them (its adapter looks files up in the PDB
+  folder, where these never are).
+* one model object per scenario, as in ``scenarios.py``; ``n_processes=1``; small grids.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+_REPO = Path(__file__).resolve().parents[1]
+if str(_REPO) not in sys.path:  # the recording environment runs from the repository root; be sure
+    sys.path.insert(0, str(_REPO))
+
+from eryx_port.multimodel import write_perturbed_models  # noqa: E402  (torch-free)
+from scenarios import _module, _pdb, _unrecorded  # noqa: E402
+
+_TMP = Path(tempfile.mkdtemp(prefix="eryx_rot_ens_"))
+ENSEMBLE_AMPLITUDE = 0.3
+
+
+def ensemble_pdb(pdb_dir, stem: str, n_models: int) -> str:
+    """``<stem>_ens<n_models>.pdb`` in a temporary folder: n displaced copies of the shared ``<stem>.pdb``."""
+    return write_perturbed_models(_pdb(pdb_dir, stem), _TMP / f"{stem}_ens{n_models}.pdb", n_models, ENSEMBLE_AMPLITUDE)
+
+
+def _smooth_target(q_mags, map_shape, seed):
+    """A positive target map: a falling q-profile with 10% multiplicative noise."""
+    noise = np.random.default_rng(seed).uniform(0.9, 1.1, size=q_mags.shape)
+    return (q_mags**2 * np.exp(-0.5 * q_mags**2) * noise + 1e-3).reshape(map_shape)
+
+
+def _rotations(pkg, path, sampling, **kwargs):
+    models = _module(pkg, "models")
+    kwargs.setdefault("n_processes", 1)
+    return models.RigidBodyRotations(path, *sampling, **kwargs)
+
+
+def _ensemble(pkg, path, sampling, **kwargs):
+    models, pdb = _module(pkg, "models"), _module(pkg, "pdb")
+    kwargs.setdefault("n_processes", 1)
+    with _unrecorded(pdb.AtomicModel, "__init__"):
+        return models.Ensemble(path, *sampling, **kwargs)
+
+
+def s_5zck_30(pkg, pdb_dir):
+    """RigidBodyRotations on P 21 21 21 (4 ASUs): direct draws (default axis; integer sigma, another axis);
+    apply_disorder with one float sigma and with an array of two; optimize over 3 sigmas."""
+    seed = 30
+    R = _module(pkg, "models").RigidBodyRotations
+    np.random.seed(seed)
+    R.generate_rotations_around_axis(2.0, 4)
+    np.random.seed(seed)
+    R.generate_rotations_around_axis(5, 3, axis=np.array([1.0, 2.0, 2.0]))
+    model = _rotations(pkg, _pdb(pdb_dir, "5zck"), ((-2, 2, 2), (-1, 1, 2), (-1, 1, 2)), res_limit=4.6, batch_size=40)
+    np.random.seed(seed)
+    model.apply_disorder(2.0, num_rot=5)
+    np.random.seed(seed)
+    model.apply_disorder(np.array([1.0, 4.0]), num_rot=3)
+    target = _smooth_target(model.q_mags, model.map_shape, seed)
+    np.random.seed(seed)
+    model.optimize(target, 1.0, 5.0, n_search=3, num_rot=3)
+
+
+def s_2ol9_31(pkg, pdb_dir):
+    """RigidBodyRotations on triclinic P 1 without expansion: a direct draw; apply_disorder with ensemble_dir
+    (one member saved per ASU; the map is zero); a list of two sigmas; optimize over 4 sigmas."""
+    seed = 31
+    model = _rotations(pkg, _pdb(pdb_dir, "2ol9"), ((-1, 1, 2), (-1, 1, 1), (-1, 1, 2)), expand_p1=False,
+                       res_limit=2.5, batch_size=25)
+    np.random.seed(seed)
+    model.generate_rotations_around_axis(1.5, 6)
+    out = _TMP / "rot_members"
+    out.mkdir(exist_ok=True)
+    np.random.seed(seed)
+    model.apply_disorder(3.0, num_rot=4, ensemble_dir=str(out))
+    np.random.seed(seed)
+    model.apply_disorder([1.0, 2.5], num_rot=4)
+    target = _smooth_target(model.q_mags, model.map_shape, seed)
+    np.random.seed(seed)
+    model.optimize(target, 0.5, 3.0, n_search=4, num_rot=3)
+
+
+def s_5zck_32(pkg, pdb_dir):
+    """Ensemble of a 3-model 5zck file, expanded to P 1 (12 copies), all frames: default weights, one set, two sets."""
+    model = _ensemble(pkg, ensemble_pdb(pdb_dir, "5zck", 3), ((-1, 1, 2), (-1, 1, 2), (-1, 1, 2)), res_limit=4.6,
+                      batch_size=30)
+    model.apply_disorder()
+    model.apply_disorder(weights=np.array([0.5, 0.3, 0.2]))
+    model.apply_disorder(weights=np.array([[1 / 3, 1 / 3, 1 / 3], [0.6, 0.3, 0.1]]))
+
+
+def s_2ol9_33(pkg, pdb_dir):
+    """Ensemble of a 4-model 2ol9 file (triclinic P 1, no expansion), res_limit: unnormalised weight sets,
+    ensemble_dir (frame -1: one file per ASU, the last conformation's amplitudes), default weights."""
+    model = _ensemble(pkg, ensemble_pdb(pdb_dir, "2ol9", 4), ((-1, 1, 2), (-1, 1, 1), (-1, 1, 2)), expand_p1=False,
+                      res_limit=2.5, batch_size=20)
+    model.apply_disorder(weights=np.array([[1.0, 2.0, 3.0, 4.0], [0.4, 0.1, 0.1, 0.4]]))
+    out = _TMP / "ens_members"
+    out.mkdir(exist_ok=True)
+    model.apply_disorder(weights=np.array([0.1, 0.2, 0.3, 0.4]), ensemble_dir=str(out))
+    model.apply_disorder()
+
+
+def s_5zck_34(pkg, pdb_dir):
+    """Ensemble of one frame (frame=1) of the 3-model 5zck file, expanded: one weight, two sets, ensemble_dir."""
+    model = _ensemble(pkg, ensemble_pdb(pdb_dir, "5zck", 3), ((-1, 1, 2), (-1, 1, 1), (-1, 1, 2)), frame=1,
+                      batch_size=50)
+    out = _TMP / "frame_members"
+    out.mkdir(exist_ok=True)
+    model.apply_disorder(weights=np.array([0.7]), ensemble_dir=str(out))
+    model.apply_disorder(weights=np.array([[0.5], [0.25]]))
+
+
+SCENARIOS = {
+    "5zck-s30": s_5zck_30,
+    "2ol9-s31": s_2ol9_31,
+    "5zck-s32": s_5zck_32,
+    "2ol9-s33": s_2ol9_33,
+    "5zck-s34": s_5zck_34,
+}
