@@ -42,6 +42,10 @@ __all__ = ["OnePhonon"]
 # q-point x ASU x component elements of the structure-factor sums per chunk in apply_disorder: small
 # chunks keep the elementwise work in cache (7n2h benchmark: 0.65 s against 1.35 s with 4e6)
 _CHUNK_ELEMENTS = 300_000
+# Two modes count as degenerate (apply_disorder's degenerate="cluster") when their inverse eigenvalues
+# agree to this fraction of their size: eigensolvers return degenerate eigenvalues equal to ~1e-14,
+# while the closest distinct modes met in the recorded structures are 1.4% apart.
+DEGENERATE_RTOL = 1e-9
 
 
 def _check_sampling(s, name: str) -> tuple[float, float, int]:
@@ -352,11 +356,21 @@ class OnePhonon:
 
     # ------------------------------------------------------------------ intensity
 
-    def _class_operators(self, rank: int):
-        """Per k-vector class: contraction matrices B (n_k, n, R), weights (n_k, R) or None, NaN flags (n_k,)."""
+    def _class_operators(self, rank: int, cluster: bool = False):
+        """Per k-vector class: contraction matrices B (n_k, n, R), weights (n_k, R) or None, NaN flags (n_k,).
+
+        ``cluster``: for ``rank >= 0``, every mode degenerate with mode ``rank`` at that k-vector is
+        kept (weights zero elsewhere), so the map does not depend on how the eigensolver picked a
+        basis inside a degenerate eigenspace.
+        """
         n = self.n_dof_per_cell
         V = self.V.reshape(-1, n, n)
         Winv = self.Winv.reshape(-1, n)
+        if rank >= 0 and cluster:
+            w = Winv[:, rank : rank + 1]
+            nan = w[:, 0].isnan()
+            same = (Winv - w).abs() <= DEGENERATE_RTOL * torch.maximum(Winv.abs(), w.abs())
+            return V, torch.where(same & ~nan[:, None], Winv, torch.zeros_like(Winv)), nan
         if rank >= 0:
             w = Winv[:, rank : rank + 1]
             nan = w[:, 0].isnan()
@@ -371,11 +385,15 @@ class OnePhonon:
         B = torch.linalg.solve_triangular(L, eye.expand(K.shape), upper=False).mH
         return B, None, nan
 
-    def apply_disorder(self, rank=-1, outdir=None, use_data_adp=False, *, out=None, max_memory=None):
+    def apply_disorder(self, rank=-1, outdir=None, use_data_adp=False, *, degenerate="mode", out=None, max_memory=None):
         """One-phonon diffuse intensity on the flattened grid (n_points,), real; ``rank >= 0``: one mode only.
 
         ``use_data_adp``: Debye-Waller factors from the data B-factors (``adp[0] / 8 pi^2``) instead
         of the GNM's ``ADP``. With ``outdir`` the map is also saved as ``rank_{rank:05}.npy`` there.
+        ``degenerate`` (``rank >= 0`` only): ``"mode"`` (eryx's map of mode ``rank`` alone; where that
+        mode is degenerate with another, which vector of the eigenspace it is depends on the eigensolver,
+        in eryx as here) or ``"cluster"`` (the map summed over every mode degenerate with it at each
+        k-vector: the same whatever basis the eigensolver returned).
         ``out``: a tensor or NumPy array (a memmap of an ``.npy`` file, say) of ``map_shape`` or
         (n_points,) elements to write the map into slab by slab; it is returned, flattened. Working
         memory besides the map stays below ``max_memory`` bytes (default: a quarter of what is available).
@@ -383,6 +401,8 @@ class OnePhonon:
         n = self.n_dof_per_cell
         if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not -1 <= rank < n:
             raise ValueError(f"rank must be -1 (all modes) or a mode number in [0, {n}), got {rank!r}")
+        if degenerate not in ("mode", "cluster"):
+            raise ValueError(f"degenerate must be 'mode' or 'cluster', got {degenerate!r}")
         if use_data_adp:
             U = self.model.adp[0] / (8 * math.pi**2)
         else:
@@ -400,7 +420,7 @@ class OnePhonon:
             target = out.reshape(self.map_shape)
         if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, numbers.Real) or max_memory <= 0):
             raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
-        B, weights, nan_class = self._class_operators(int(rank))
+        B, weights, nan_class = self._class_operators(int(rank), cluster=degenerate == "cluster")
         sampling = tuple(s[2] for s in self._sampling)
         ff = (self.model.ff_a[0], self.model.ff_b[0], self.model.ff_c[0])
         Id = diffuse.onephonon_map(
