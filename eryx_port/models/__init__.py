@@ -4,5 +4,6 @@
 """
 
 from .onephonon import OnePhonon
+from .deformable import NonInteractingDeformableMolecules
 
-__all__ = ["OnePhonon"]
+__all__ = ["OnePhonon", "NonInteractingDeformableMolecules"]

@@ -1,3 +1,4 @@
 """Parity adapters for ``eryx.models``, one module per model family as in :mod:`eryx_port.models`."""
 
 from . import onephonon  # noqa: F401  (imported for its registrations)
+from . import deformable  # noqa: F401

@@ -1,0 +1,349 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Non-interacting deformable molecules: every ASU an independent Gaussian network (eryx's model, in torch).
+
+Each asymmetric unit deforms as an all-atom Gaussian network model (one spring constant inside the
+ASU, none between ASUs), so the displacements of two atoms of one ASU are correlated by the
+network's covariance ``C`` and ASUs are uncorrelated. ``C`` is the pseudo-inverse of the network's
+Laplacian, scaled so that its mean diagonal matches the mean B-factor of the file
+(``mean(B) / 8 pi^2``); the spring constant therefore cancels and the model has no free spring
+parameter: what shapes the map is the scale of ``C`` (the mean B-factor) and the coordinates.
+
+Intensity, summed incoherently over ASUs, with ``F_j(q)`` atom j's structure factor (Debye-Waller
+factor from ``diag(C)``) and ``q2`` eryx's |q|^2 rounded to ``q2_rounding`` decimals:
+
+* exact ("naive"): ``I(q) = sum_ij F_j(q) (exp(q2 C_ij) - 1) conj(F_j'(q))``;
+* soft-coupling limit (``scl``): ``exp(q2 C) - 1 ~ q2 C``, and with ``C ~ U diag(s) U^T``
+  truncated to the leading components, ``I(q) = q2 sum_r s_r |sum_j F_j(q) U_jr|^2``.
+
+Everything is vectorised over q-points, ASUs and atoms (chunked over q for bounded memory) and
+differentiable in the B-factors (``adp=``) and the coordinates (``xyz=``); the contact list of the
+network is found once from the file's positions.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+import numpy as np
+import torch
+
+from .. import scatter
+from ..gnm import PINV_RCOND, GaussianNetworkModel
+from ..map_utils import generate_grid, get_resolution_mask
+from ..pdb import AtomicModel
+from ..tensors import as_real, resolve_device, resolve_dtype
+from .onephonon import _check_positive, _check_sampling
+
+__all__ = ["NonInteractingDeformableMolecules"]
+
+# (q-point x atom) complex elements per chunk of the structure factors; the naive intensity also
+# holds a (q-point x atom x atom) coupling matrix per chunk, bounded by the same budget
+_CHUNK_ELEMENTS = 1 << 21
+
+
+def _chunks(n: int, per_point: int):
+    step = max(1, _CHUNK_ELEMENTS // max(per_point, 1))
+    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+class NonInteractingDeformableMolecules:
+    """Lattice of non-interacting, deformable ASUs, each a Gaussian network model.
+
+    Parameters as eryx: ``pdb_path, hsampling, ksampling, lsampling`` ((min, max, oversampling)
+    each), ``expand_p1``, ``res_limit``, ``gnm_cutoff``; ``batch_size`` and ``n_processes`` are
+    accepted (``batch_size`` caps the q-points per structure-factor chunk, ``n_processes`` is
+    ignored). Keyword-only: ``device``, ``dtype`` (float64 default, or float32), ``xyz`` (n_asu,
+    n_atoms, 3) and ``adp`` ((n_atoms,) or (n_asu, n_atoms) B-factors) in place of the file's,
+    tensors with ``requires_grad`` welcome.
+
+    Attributes as eryx: ``model``, ``gnm``, ``map_shape``, ``res_mask``, ``q_grid``,
+    ``q2_unique``, ``q2_unique_inverse``, ``covar`` (n_atoms, n_atoms), ``ADP`` (n_atoms,),
+    ``u`` (n_atoms, rank), ``s`` (rank,).
+    """
+
+    def __init__(
+        self,
+        pdb_path,
+        hsampling,
+        ksampling,
+        lsampling,
+        expand_p1=True,
+        res_limit=0,
+        gnm_cutoff=4.0,
+        batch_size=10000,
+        n_processes=8,
+        *,
+        device=None,
+        dtype=None,
+        xyz=None,
+        adp=None,
+    ):
+        for s, name in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling")):
+            _check_sampling(s, name)
+        if isinstance(res_limit, bool) or not isinstance(res_limit, numbers.Real) or not math.isfinite(res_limit) or res_limit < 0:
+            raise ValueError(f"res_limit must be a non-negative number of Angstrom, got {res_limit!r}")
+        if isinstance(gnm_cutoff, torch.Tensor):
+            gnm_cutoff = float(gnm_cutoff)
+        _check_positive(gnm_cutoff, "gnm_cutoff")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.hsampling = hsampling
+        self.ksampling = ksampling
+        self.lsampling = lsampling
+        self.batch_size = batch_size
+        self.n_processes = n_processes
+        self.dtype = resolve_dtype(dtype)
+        self.device = resolve_device(device)
+        self._xyz_override, self._adp_override = xyz, adp
+        self._setup(pdb_path, expand_p1, res_limit)
+        self._setup_gnm(pdb_path, gnm_cutoff)
+        self._setup_covmat()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _setup(self, pdb_path, expand_p1, res_limit, q2_rounding=3):
+        """Read the structure; the hkl and q grids, the resolution mask and the rounded |q|^2."""
+        if isinstance(q2_rounding, bool) or not isinstance(q2_rounding, numbers.Integral):
+            raise ValueError(f"q2_rounding must be an integer number of decimals, got {q2_rounding!r}")
+        self.model = AtomicModel(pdb_path, expand_p1, device=self.device, dtype=self.dtype)
+        copies = int(self.model.xyz.shape[0])
+        if copies != self.model.n_asu:
+            raise ValueError(
+                f"{os.path.basename(str(pdb_path))}: expand_p1={expand_p1!r} gives {copies} copies of the atoms but "
+                f"the symmetry operations describe {self.model.n_asu} ASUs; use expand_p1=True with the asymmetric unit"
+            )
+        self._apply_overrides()
+        hkl, self.map_shape = generate_grid(
+            self.model.A_inv, self.hsampling, self.ksampling, self.lsampling, return_hkl=True
+        )
+        self.res_mask, _ = get_resolution_mask(self.model.cell, hkl, res_limit)
+        self.q_grid = 2 * math.pi * (hkl @ self.model.A_inv)
+        q2 = torch.linalg.vector_norm(self.q_grid, dim=1) ** 2
+        self.q2_unique, self.q2_unique_inverse = torch.unique(
+            torch.round(q2, decimals=int(q2_rounding)), sorted=True, return_inverse=True
+        )
+
+    def _apply_overrides(self):
+        shape = tuple(self.model.xyz.shape)
+        if self._xyz_override is not None:
+            xyz = as_real(self._xyz_override, self.dtype, self.device)
+            if tuple(xyz.shape) != shape:
+                raise ValueError(f"xyz must have shape {shape} (n_asu, n_atoms, 3), got {tuple(xyz.shape)}")
+            self.model.xyz = xyz
+        if self._adp_override is not None:
+            adp = as_real(self._adp_override, self.dtype, self.device)
+            if tuple(adp.shape) == shape[1:2]:
+                adp = adp.expand(shape[0], shape[1])
+            if tuple(adp.shape) != shape[:2]:
+                raise ValueError(f"adp must have shape {shape[1:2]} or {shape[:2]}, got {tuple(adp.shape)}")
+            if not bool(torch.isfinite(adp.detach()).all()) or float(adp.detach()[0].mean()) <= 0:
+                raise ValueError("adp must be finite B-factors with a positive mean over the first ASU")
+            self.model.adp = adp
+
+    def _setup_gnm(self, pdb_path, gnm_cutoff):
+        """The all-atom network: springs of constant 1 inside each ASU, none between ASUs."""
+        # eryx reads the file again with expand_p1=True; _setup holds that same model (one copy per ASU)
+        self.gnm = GaussianNetworkModel.from_model(self.model, gnm_cutoff, 1.0, 0.0)
+        self._kinv = self._components = None
+
+    def _setup_covmat(self):
+        """Covariance of one ASU and its leading components ``u``, ``s``."""
+        self.compute_covariance_matrix()
+        # components of the unscaled covariance (no gradient in it, computed once), then the ADP
+        # scale on s: the same as truncating covar itself, with a clean derivative in the B-factors
+        if getattr(self, "_components", None) is None:
+            self._components = self._low_rank_truncation(self._kinv)
+        self.u, s = self._components
+        self.s = s * self._scale
+
+    def update(self, *, xyz=None, adp=None):
+        """Swap coordinates and/or B-factors (tensors may require grad); the network's contacts are kept."""
+        if xyz is not None:
+            self._xyz_override = xyz
+        if adp is not None:
+            self._adp_override = adp
+        self._apply_overrides()
+        self._setup_covmat()
+        return self
+
+    # ------------------------------------------------------------------ covariance
+
+    def _asu_laplacian(self) -> torch.Tensor:
+        """K(k=0) of the first ASU (n_atoms, n_atoms): the only block the model needs.
+
+        With no springs between ASUs, K(0) is block diagonal with one copy of this block per ASU.
+        """
+        off, diag = self.gnm.hessian_contacts()
+        c = self.gnm.contacts
+        n = self.gnm.n_atoms_per_asu
+        inside = (c.asu_i == 0) & (c.asu_j == 0)
+        K = torch.zeros(n * n, dtype=torch.float64, device=off.device)
+        K = K.index_add(0, c.atom_i[inside] * n + c.atom_j[inside], off[inside].to(torch.float64))
+        K = K.reshape(n, n) + torch.diag(diag[0].to(torch.float64))
+        return K
+
+    def compute_covariance_matrix(self):
+        """``covar`` (n_atoms, n_atoms) and ``ADP`` = diag(covar), scaled to the mean B-factor of the first ASU."""
+        if getattr(self, "_kinv", None) is None:
+            with torch.no_grad():
+                K = self._asu_laplacian()
+                self._kinv = torch.linalg.pinv(K, rtol=PINV_RCOND).to(self.dtype)
+        mean_diag = torch.diagonal(self._kinv).mean()
+        if not float(mean_diag) > 0:
+            raise ValueError("the network of the ASU has no flexible mode (no contacts within gnm_cutoff?)")
+        self._scale = self.model.adp[0].mean() / (8 * math.pi**2 * mean_diag)
+        self.covar = self._kinv * self._scale
+        self.ADP = torch.diagonal(self.covar)
+
+    def _low_rank_truncation(self, sym_matrix, rank=None, rec_error_threshold=0.01):
+        """Leading singular vectors ``u`` (n, rank) and values ``s`` (rank,) of a symmetric matrix.
+
+        ``rank=None``: the smallest rank whose reconstruction has a Frobenius norm within
+        ``rec_error_threshold`` (relative) of the matrix's; if none does, n - 1 (as eryx's search).
+        """
+        C = as_real(sym_matrix, self.dtype, self.device)
+        if C.ndim != 2 or C.shape[0] != C.shape[1] or C.shape[0] == 0:
+            raise ValueError(f"sym_matrix must be a square 2-d matrix, got shape {tuple(C.shape)}")
+        n = C.shape[0]
+        u, s, _ = torch.linalg.svd(C)
+        if rank is None:
+            if isinstance(rec_error_threshold, bool) or not isinstance(rec_error_threshold, numbers.Real) or not math.isfinite(rec_error_threshold):
+                raise ValueError(f"rec_error_threshold must be a finite number, got {rec_error_threshold!r}")
+            # Frobenius norm of the rank-r reconstruction, r = 0 .. n-1: sqrt of the leading s^2 sums
+            partial = torch.cat([s.new_zeros(1), torch.cumsum(s.detach() ** 2, 0)[:-1]]).sqrt()
+            error = 1.0 - partial / torch.linalg.norm(C.detach())
+            below = torch.nonzero(error < rec_error_threshold)
+            rank = int(below[0, 0]) if below.numel() else n - 1
+        elif isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 0 <= rank <= n:
+            raise ValueError(f"rank must be None or an integer in [0, {n}], got {rank!r}")
+        return u[:, : int(rank)], s[: int(rank)]
+
+    # ------------------------------------------------------------------ intensities
+
+    def _q2(self) -> torch.Tensor:
+        """eryx's per-point |q|^2, rounded (n_points,)."""
+        return self.q2_unique[self.q2_unique_inverse]
+
+    def _atom_factors(self, q: torch.Tensor) -> torch.Tensor:
+        """Structure factor of every atom of every ASU at q, Debye-Waller from ``ADP``: (n_q, n_asu, n_atoms)."""
+        n_asu, n_atoms = self.model.xyz.shape[:2]
+        xyz = self.model.xyz.reshape(-1, 3)
+        m = self.model
+        ff = (m.ff_a.reshape(n_asu * n_atoms, -1), m.ff_b.reshape(n_asu * n_atoms, -1), m.ff_c.reshape(-1))
+        U = self.ADP.repeat(n_asu)
+        F = scatter.structure_factors(q, xyz, *ff, U=U, batch_size=self.batch_size, sum_over_atoms=False)
+        return F.reshape(q.shape[0], n_asu, n_atoms)
+
+    def compute_scl_intensity(self, rank=-1, outdir=None):
+        """Soft-coupling-limit intensity (n_points,): ``q2 sum_r s_r sum_asu |F_asu U_r|^2`` on the resolution mask.
+
+        ``rank=-1`` sums the retained components, ``rank >= 0`` gives that component's map alone
+        (for any ``n_processes``: eryx's single-process path fails there). Points outside the mask
+        are 0. With ``outdir`` the map is also saved as ``rank_{rank:05}.npy`` there.
+        """
+        n_comp = int(self.s.shape[0])
+        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not -1 <= rank < n_comp:
+            raise ValueError(f"rank must be -1 (all components) or a component in [0, {n_comp}), got {rank!r}")
+        if rank == -1:
+            u, s = self.u, self.s
+        else:
+            u, s = self.u[:, rank : rank + 1], self.s[rank : rank + 1]
+        keep = torch.nonzero(self.res_mask).reshape(-1)
+        n_asu, n_atoms = self.model.xyz.shape[:2]
+        parts = []
+        for part in _chunks(keep.numel(), n_asu * n_atoms):
+            F = self._atom_factors(self.q_grid[keep[part]])  # (q, asu, atom)
+            G = F @ u.to(F.dtype)  # (q, asu, component)
+            parts.append(((G.real**2 + G.imag**2).sum(dim=1)) @ s)
+        inside = torch.cat(parts) if parts else self.q_grid.new_zeros(0)
+        Id = torch.zeros(self.q_grid.shape[0], dtype=inside.dtype, device=inside.device).index_put((keep,), inside)
+        Id = self._q2() * Id
+        if outdir is not None:
+            np.save(os.path.join(outdir, f"rank_{rank:05}.npy"), Id.detach().cpu().numpy())
+        return Id
+
+    def compute_intensity_naive(self):
+        """Exact intensity (n_points,): ``sum_asu F (exp(q2 C) - 1) F^H`` at every point (no mask).
+
+        The covariance is recomputed first (as eryx does). Memory stays bounded by chunks of q.
+        """
+        self.compute_covariance_matrix()
+        q2 = self._q2()
+        n_asu, n_atoms = self.model.xyz.shape[:2]
+        C = self.covar
+        parts = []
+        for part in _chunks(self.q_grid.shape[0], n_atoms * max(n_atoms, n_asu)):
+            F = self._atom_factors(self.q_grid[part])  # (q, asu, atom)
+            J = torch.expm1(q2[part, None, None] * C)  # (q, atom, atom), real symmetric
+            FJ = torch.complex(F.real @ J, F.imag @ J)
+            parts.append((FJ * F.conj()).real.sum(dim=(1, 2)))
+        return torch.cat(parts)
+
+    def apply_disorder(self, scl=True):
+        """Diffuse intensity (n_points,): soft-coupling limit (``scl=True``) or exact; NaN outside the mask."""
+        if not isinstance(scl, (bool, np.bool_)):
+            raise ValueError(f"scl must be True or False, got {scl!r}")
+        Id = self.compute_scl_intensity() if scl else self.compute_intensity_naive()
+        return torch.where(self.res_mask, Id, torch.full_like(Id, float("nan")))
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, target, b_factor=None, scale=None, *, scl=True, max_iter=100, tolerance=1e-12):
+        """Fit the mean B-factor and an intensity scale to a measured map with torch.optim (L-BFGS).
+
+        ``target``: a map of ``map_shape`` or (n_points,) (tensor or array; NaN points ignored).
+        ``b_factor`` (A^2): start value of the mean B-factor of the first ASU (default: the file's);
+        the relative B-factors of the atoms are kept. ``scale``: start value of the factor
+        multiplying the model map (default: the least-squares one at the start). Both are fitted in
+        log space, minimising ``sum (scale * I - target)^2 / sum target^2`` over finite points.
+
+        Returns ``({"b_factor": float, "scale": float, "loss": float}, map)``: the fitted values
+        and the model map (unscaled, as :meth:`apply_disorder` gives it) at the fitted B-factor.
+        The model is left at the fitted B-factor.
+        """
+        T = as_real(target, self.dtype, self.device).reshape(-1)
+        if T.numel() != self.q_grid.shape[0]:
+            raise ValueError(f"target must have {self.q_grid.shape[0]} points (map_shape {tuple(self.map_shape)}), got {T.numel()}")
+        keep = torch.isfinite(T) & self.res_mask
+        if not bool(keep.any()) or float((T[keep] ** 2).sum()) == 0:
+            raise ValueError("target has no finite nonzero values inside the resolution mask")
+        adp0 = self.model.adp.detach().clone()
+        b0 = float(adp0[0].mean())
+        start_b = b0 if b_factor is None else float(b_factor)
+        if not (math.isfinite(start_b) and start_b > 0):
+            raise ValueError(f"b_factor must be a positive number of A^2, got {b_factor!r}")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+        T = T[keep]
+        norm = (T**2).sum()
+
+        def model_map(log_b):
+            self.update(adp=adp0 * (log_b.exp() / b0))
+            return self.apply_disorder(scl=scl)
+
+        if scale is None:
+            with torch.no_grad():
+                I0 = model_map(torch.tensor(math.log(start_b), dtype=self.dtype, device=self.device))[keep]
+                scale = float((I0 * T).sum() / (I0 * I0).sum())
+        if not (math.isfinite(float(scale)) and float(scale) > 0):
+            raise ValueError(f"scale must be a positive number, got {scale!r}")
+        params = torch.tensor([math.log(start_b), math.log(float(scale))], dtype=self.dtype, device=self.device)
+        params.requires_grad_(True)
+        opt = torch.optim.LBFGS([params], max_iter=int(max_iter), tolerance_grad=tolerance,
+                                tolerance_change=tolerance, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            I = model_map(params[0])[keep]
+            loss = ((params[1].exp() * I - T) ** 2).sum() / norm
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            fitted = model_map(params[0].detach())
+            b, k = (float(v) for v in params.detach().exp())
+            loss = float(((k * fitted[keep] - T) ** 2).sum() / norm)
+        return {"b_factor": b, "scale": k, "loss": loss}, fitted
