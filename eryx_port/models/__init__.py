@@ -4,6 +4,7 @@
 """
 
 from .onephonon import OnePhonon
+from .brillouin import OnePhononBrillouin
 from .deformable import NonInteractingDeformableMolecules
 
-__all__ = ["OnePhonon", "NonInteractingDeformableMolecules"]
+__all__ = ["OnePhonon", "NonInteractingDeformableMolecules", "OnePhononBrillouin"]

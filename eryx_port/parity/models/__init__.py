@@ -2,3 +2,4 @@
 
 from . import onephonon  # noqa: F401  (imported for its registrations)
 from . import deformable  # noqa: F401
+from . import brillouin  # noqa: F401
