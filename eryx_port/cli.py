@@ -33,13 +33,11 @@ from typing import Any, Callable, Iterator, Sequence
 from . import __version__
 from .config import (
     PORTED_TASKS,
-    ROOT_SUBDIRS,
     ConfigError,
     check_positive,
     check_sampling,
     check_task,
     load_config,
-    onephonon_job,
 )
 
 PROG = "eryx-port"
@@ -760,62 +758,12 @@ def _summary(structure, intensity, samplings, times, files, need, device, dtype)
 
 
 def run_task(args) -> int:
+    """``run -c CONFIG -t TASK``: one module per task in :mod:`eryx_port.tasks`."""
     check_task(args.task)
     config = load_config(args.config)
-    job = onephonon_job(config)
-    check_writable(job.root_dir, "setup.root_dir")
-    if job.root_dir.exists() and not job.root_dir.is_dir():
-        raise UsageError(f"setup.root_dir {str(job.root_dir)!r} exists and is not a folder")
-    device = check_device(args.device)
-    structure = check_structure(job.pdb_path, expand_p1=job.expand_p1)
-    warn_symmetry(structure)
-    itemsize = 8 if args.dtype == "float64" else 4
-    samplings = [job.hsampling, job.ksampling, job.lsampling]
-    max_memory = args.max_memory or _default_max_memory(device)
-    need = check_memory(
-        samplings, structure, itemsize=itemsize, device=device, max_memory=max_memory,
-        lower="setup.hsampling/ksampling/lsampling (range or oversampling) in the config, or use --dtype float32",
-    )
-    stages = Stages(["phonons (model setup)", "diffuse intensity", "writing files"], args.quiet)
-    try:
-        target, made = _run_output_path(job)
-        fd, tmp = tempfile.mkstemp(prefix=".onephonon.", suffix=".npy.partial", dir=target.parent)
-        os.close(fd)
-        try:
-            _, intensity = compute_map(
-                job.model_kwargs(), use_data_adp=True, device=device, dtype=args.dtype, stages=stages,
-                out_path=Path(tmp), max_memory=max_memory,
-            )
-            with stages.stage("writing files"):
-                os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            _remove_created(made)
-            raise
-        output = target
-    finally:
-        stages.close()
-    if not args.quiet:
-        lines = [_summary(structure, intensity, samplings, stages.times, [output], need, device, args.dtype)]
-        if job.ignored:
-            lines.append(f"note        setup.{', setup.'.join(job.ignored)} not used by the OnePhonon task (as in eryx)")
-        print("\n".join(lines))
-    return 0
+    from .tasks import TASKS
 
-
-def _run_output_path(job) -> tuple[Path, list[Path]]:
-    """Create ROOT_DIR/{models,base,figs} as eryx's main.py does; the map's path (written atomically by
-    run_task) and the folders this made (removed again if the run fails)."""
-    made = []
-    try:
-        for folder in [*reversed(job.root_dir.parents), job.root_dir, *(job.root_dir / sub for sub in ROOT_SUBDIRS)]:
-            if not folder.exists():
-                folder.mkdir()
-                made.append(folder)
-    except OSError as exc:
-        _remove_created(made)
-        raise UsageError(f"cannot create root path {str(job.root_dir)!r}: {exc.strerror or exc}") from exc
-    return job.output, made
+    return TASKS[args.task](config, args)
 
 
 if __name__ == "__main__":

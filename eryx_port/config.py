@@ -113,7 +113,7 @@ def check_sampling(name: str, value: Any, *, where: str = "") -> tuple[float, fl
     if lo > hi:
         raise ConfigError(f"{label} min {lo:g} is larger than max {hi:g}")
     if n != int(n) or n <= 0:
-        raise ConfigError(f"{label} oversampling must be a positive integer for OnePhonon, got {n!r}")
+        raise ConfigError(f"{label} oversampling must be a positive integer, got {n!r}")
     return (float(lo), float(hi), int(n))
 
 
@@ -171,6 +171,119 @@ def onephonon_job(config: Mapping[str, Any], *, base_dir: str | Path | None = No
         ignored=ignored,
         **sampling,
     )
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """eryx's grid-scan tasks (RigidBodyTranslations, LiquidLikeMotions): model arguments, the scan's
+    bounds, the measured map it is scored against and where eryx's task writes its files."""
+
+    task: str
+    model_kwargs: dict[str, Any]
+    scan_kwargs: dict[str, Any]
+    exp_map: Path
+    root_dir: Path
+    outputs: dict[str, Path]  # "map", "transform", "figure" -> file
+
+
+def scan_job(config: Mapping[str, Any], task: str, *, base_dir: str | Path | None = None) -> ScanJob:
+    """Check a parsed config for eryx's RigidBodyTranslations or LiquidLikeMotions task.
+
+    As eryx's tasks: translations keep the sampling as written; liquid-like motions make it symmetric
+    about 0 (no rounding); both read ``setup.exp_map`` (a .npy of the measured map) and ``res_limit``,
+    ``batch_size``, ``n_processes`` from ``setup``.
+    """
+    setup = _section(config, "setup")
+    section = _section(config, task)
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    for key in ("pdb_path", "root_dir", "exp_map", "hsampling", "ksampling", "lsampling"):
+        if key not in setup:
+            raise ConfigError(f"config section 'setup' lacks {key!r} (the {task} task needs it)")
+    where = f"{task}."
+    sampling = {}
+    for key in ("hsampling", "ksampling", "lsampling"):
+        checked = check_sampling(key, setup[key], where="setup.")
+        sampling[key] = expand_sampling(checked) if task == "LiquidLikeMotions" else checked
+    res_limit = setup.get("res_limit", 0) or 0
+    if isinstance(res_limit, bool) or not isinstance(res_limit, numbers.Real) or res_limit < 0:
+        raise ConfigError(f"setup.res_limit must be a number >= 0, got {res_limit!r}")
+    model_kwargs = dict(
+        pdb_path=str(_path(setup["pdb_path"], "setup.pdb_path", base)),
+        res_limit=float(res_limit),
+        batch_size=check_count("batch_size", setup.get("batch_size", 10000), where="setup."),
+        n_processes=check_count("n_processes", setup.get("n_processes", 8), where="setup."),
+        **sampling,
+    )
+    root = _path(setup["root_dir"], "setup.root_dir", base)
+    if task == "RigidBodyTranslations":
+        _require(section, task, ("sigmas_min", "sigmas_max", "n_search"))
+        model_kwargs["expand_friedel"] = _flag(section, "expand_friedel", True, where)
+        scan = dict(
+            sigmas_min=_bound(section["sigmas_min"], "sigmas_min", where),
+            sigmas_max=_bound(section["sigmas_max"], "sigmas_max", where),
+            n_search=check_count("n_search", section["n_search"], where=where),
+        )
+        _ordered(scan["sigmas_min"], scan["sigmas_max"], "sigmas", where)
+        outputs = {"map": root / "models" / "rigidbodytranslations.npy", "transform": root / "base" / "mtransform.npy",
+                   "figure": root / "figs" / "scan_rigidbodytranslations.png"}
+    elif task == "LiquidLikeMotions":
+        _require(section, task, ("sigmas_min", "sigmas_max", "gammas_min", "gammas_max", "ns_search", "ng_search",
+                                 "asu_confined"))
+        confined = _flag(section, "asu_confined", False, where)
+        model_kwargs["asu_confined"] = confined
+        scan = dict(
+            sigmas_min=_bound(section["sigmas_min"], "sigmas_min", where),
+            sigmas_max=_bound(section["sigmas_max"], "sigmas_max", where),
+            gammas_min=_bound(section["gammas_min"], "gammas_min", where),
+            gammas_max=_bound(section["gammas_max"], "gammas_max", where),
+            ns_search=check_count("ns_search", section["ns_search"], where=where),
+            ng_search=check_count("ng_search", section["ng_search"], where=where),
+        )
+        _ordered(scan["sigmas_min"], scan["sigmas_max"], "sigmas", where)
+        _ordered(scan["gammas_min"], scan["gammas_max"], "gammas", where)
+        suffix, transform = ("_asuconfined", "mtransform") if confined else ("", "ctransform")
+        outputs = {"map": root / "models" / f"liquidlikemotions{suffix}.npy",
+                   "transform": root / "base" / f"{transform}.npy",
+                   "figure": root / "figs" / f"scan_liquidlikemotions{suffix}.png"}
+    else:
+        raise ConfigError(f"task {task!r} is not a grid-scan task")
+    return ScanJob(task=task, model_kwargs=model_kwargs, scan_kwargs=scan,
+                   exp_map=_path(setup["exp_map"], "setup.exp_map", base), root_dir=root, outputs=outputs)
+
+
+def _require(section: Mapping[str, Any], task: str, keys) -> None:
+    for key in keys:
+        if key not in section:
+            raise ConfigError(f"config section {task!r} lacks {key!r}")
+
+
+def _flag(section: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    value = section.get(key)
+    if value is None:
+        return default  # eryx's default when the key is absent or null
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}{key} must be true or false, got {value!r}")
+    return value
+
+
+def _bound(value: Any, name: str, where: str):
+    """A scan bound: one number, or one per axis (a list of three), each finite; sigmas >= 0, others > 0."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 3:
+            raise ConfigError(f"{where}{name} must be one number or three (one per axis), got {value!r}")
+        return tuple(_bound(v, name, where) for v in value)
+    if name.startswith("sigmas") and value == 0 and not isinstance(value, bool):
+        return 0.0  # no disorder: a valid end of a scan
+    return check_positive(name, value, where=where)
+
+
+def _ordered(lo, hi, name: str, where: str) -> None:
+    los = lo if isinstance(lo, tuple) else (lo,)
+    his = hi if isinstance(hi, tuple) else (hi,)
+    if isinstance(lo, tuple) != isinstance(hi, tuple):
+        raise ConfigError(f"{where}{name}_min and {name}_max must both be one number or both three, got {lo!r} and {hi!r}")
+    if any(a > b for a, b in zip(los, his)):
+        raise ConfigError(f"{where}{name}_min {lo!r} is larger than {name}_max {hi!r}")
 
 
 def check_task(task: str) -> None:
