@@ -63,10 +63,14 @@ def s_2ol9_24(pkg, pdb_dir):
 
 
 def s_7n2h_25(pkg, pdb_dir):
-    """ASU-confined on trigonal P 31 (reciprocal-space symmetrisation), border 2; isotropic scan, plot, per-axis scan."""
+    """ASU-confined on trigonal P 31 (reciprocal-space symmetrisation), border 2; isotropic scan, plot, per-axis scan.
+
+    h and k share their oversampling: the rotations of P 31 mix h and k, and with unequal rates
+    eryx's incoherent_sum_reciprocal pairs rotated indices that fall between grid points.
+    """
     plt = _agg()
     models = _module(pkg, "models")
-    llm = models.LiquidLikeMotions(_pdb(pdb_dir, "7n2h"), (-1, 1, 2), (-1, 1, 1), (0, 1, 1), border=2,
+    llm = models.LiquidLikeMotions(_pdb(pdb_dir, "7n2h"), (-1, 1, 2), (-1, 1, 2), (0, 1, 1), border=2,
                                    batch_size=100, n_processes=1, asu_confined=True)
     llm.apply_disorder(np.array([0.2, 0.4]), 5.0)
     target = _target(llm, np.array([[0.3, 0.5, 0.4]]), 4.0, 25)

@@ -8,3 +8,6 @@ from .brillouin import OnePhononBrillouin
 from .deformable import NonInteractingDeformableMolecules
 
 __all__ = ["OnePhonon", "NonInteractingDeformableMolecules", "OnePhononBrillouin"]
+from .translations import RigidBodyTranslations  # noqa: E402
+from .liquid import LiquidLikeMotions  # noqa: E402
+__all__ += ["RigidBodyTranslations", "LiquidLikeMotions"]
