@@ -213,15 +213,15 @@ def _(call):
 
 # ---------------------------------------------------------------- gradchecks
 
-def _map_fn(call, name):
-    """The map (scl as recorded) as a function of B-factors of three atoms or coordinates of two atoms.
+def _map_fn(call, name, scl=None):
+    """The map (scl as recorded, or as given) as a function of B-factors of three atoms or coordinates of two atoms.
 
     On the scenario's structure with a 3 x 3 x 3 grid; divided by its largest value and reduced to
     3 fixed random projections (one backward pass per output in gradcheck).
     """
     args = _init_args(call.scenario)
     args.update(hsampling=(-1, 1, 1), ksampling=(-1, 1, 1), lsampling=(-1, 1, 1), res_limit=0)
-    scl = bool(call.args.get("scl", True))
+    scl = bool(call.args.get("scl", True)) if scl is None else scl
     port = NonInteractingDeformableMolecules(**args)
     ref = port.apply_disorder(scl=scl).detach()
     keep = ref.abs() > 0
@@ -250,3 +250,5 @@ def _map_fn(call, name):
 
 
 gradcheck(f"{_CLASS}.apply_disorder", inputs=("adp", "xyz"))(_map_fn)
+# the exact intensity, exp(q2 C) - 1 (compute_scl_intensity's gradient is apply_disorder's with scl=True)
+gradcheck(f"{_CLASS}.compute_intensity_naive", inputs=("adp", "xyz"))(lambda call, name: _map_fn(call, name, scl=False))
