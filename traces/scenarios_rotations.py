@@ -11,16 +11,23 @@ Conventions of these scenarios, on top of those of ``scenarios.py``:
   first draw after such a seed: direct calls are seeded one by one, and the first nested
   ``generate_rotations_around_axis`` of an ``apply_disorder`` follows its seed. The parity adapter
   (``eryx_port/parity/models/rotations.py``) replays NumPy's generator from the same seed.
-* **Ensemble files.** The multi-model PDB files are written here, into a temporary folder, by
-  :func:`eryx_port.multimodel.write_perturbed_models` from a shared structure (never a copied file);
-  the trace names them ``<stem>_ens<n>.pdb`` with their hash, and the adapter writes the same bytes
-  again. ``AtomicModel`` is not recorded while reading them (its adapter looks files up in the PDB
-  folder, where these never are).
+* **Ensemble files.** The multi-model PDB files are made by
+  :func:`eryx_port.multimodel.write_perturbed_models` from a shared structure (never a copied file),
+  named ``<stem>_ens<n>_<first 12 hex digits of their sha256>.pdb``. A file that exists when a
+  recorded call starts is stored as a reference to a data file of the PDB folder, which these never
+  are (``trace-tools verify`` would refuse the trace, and replays would be skipped); so the file is
+  written only while eryx's ``AtomicModel`` reads it and removed right after (:func:`_reading`),
+  and the traces hold its path as text. The adapter writes the same bytes again from the name
+  (and checks the hash). Nothing of ``eryx.pdb`` is recorded while eryx reads them (its adapters
+  look files up in the PDB folder).
 * one model object per scenario, as in ``scenarios.py``; ``n_processes=1``; small grids.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -32,15 +39,68 @@ if str(_REPO) not in sys.path:  # the recording environment runs from the reposi
     sys.path.insert(0, str(_REPO))
 
 from eryx_port.multimodel import write_perturbed_models  # noqa: E402  (torch-free)
-from scenarios import _module, _pdb, _unrecorded  # noqa: E402
+from scenarios import _module, _pdb  # noqa: E402
 
 _TMP = Path(tempfile.mkdtemp(prefix="eryx_rot_ens_"))
 ENSEMBLE_AMPLITUDE = 0.3
 
 
-def ensemble_pdb(pdb_dir, stem: str, n_models: int) -> str:
-    """``<stem>_ens<n_models>.pdb`` in a temporary folder: n displaced copies of the shared ``<stem>.pdb``."""
-    return write_perturbed_models(_pdb(pdb_dir, stem), _TMP / f"{stem}_ens{n_models}.pdb", n_models, ENSEMBLE_AMPLITUDE)
+def ensemble_pdb(pdb_dir, stem: str, n_models: int) -> tuple[str, str, int]:
+    """(path, source, n): where the ensemble of ``n_models`` displaced copies of the shared ``<stem>.pdb``
+    will be written (named with its hash; not written yet, see :func:`_reading`)."""
+    source = _pdb(pdb_dir, stem)
+    staging = write_perturbed_models(source, _TMP / "staging.pdb", n_models, ENSEMBLE_AMPLITUDE)
+    with open(staging, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    os.remove(staging)
+    return str(_TMP / f"{stem}_ens{n_models}_{digest[:12]}.pdb"), source, n_models
+
+
+_MARK = "_trace_tools_recorded"  # set by the recorder on its wrappers (trace_tools/record.py)
+
+
+@contextlib.contextmanager
+def _pdb_unrecorded(pkg):
+    """Every recorded function and method of eryx.pdb set aside (originals called) inside the block."""
+    pdb = _module(pkg, "pdb")
+    saved = []
+    owners = [pdb] + [v for v in vars(pdb).values() if isinstance(v, type) and v.__module__ == pdb.__name__]
+    for owner in owners:
+        for key, raw in list(vars(owner).items()):
+            func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+            if getattr(func, _MARK, None) and hasattr(func, "__wrapped__"):
+                plain = type(raw)(func.__wrapped__) if isinstance(raw, (staticmethod, classmethod)) else func.__wrapped__
+                saved.append((owner, key, raw))
+                setattr(owner, key, plain)
+    try:
+        yield
+    finally:
+        for owner, key, raw in saved:
+            setattr(owner, key, raw)
+
+
+@contextlib.contextmanager
+def _reading(pkg, ensemble):
+    """eryx.pdb unrecorded while eryx's AtomicModel reads the ensemble file, written just before and removed after."""
+    path, source, n_models = ensemble
+    owner = _module(pkg, "pdb").AtomicModel
+    original = owner.__dict__["__init__"]
+
+    def reading(self, pdb_file, *args, **kwargs):
+        if str(pdb_file) != path:
+            return original(self, pdb_file, *args, **kwargs)
+        write_perturbed_models(source, path, n_models, ENSEMBLE_AMPLITUDE)
+        try:
+            with _pdb_unrecorded(pkg):
+                return getattr(original, "__wrapped__", original)(self, pdb_file, *args, **kwargs)
+        finally:
+            os.remove(path)
+
+    owner.__init__ = reading
+    try:
+        yield path
+    finally:
+        owner.__init__ = original
 
 
 def _smooth_target(q_mags, map_shape, seed):
@@ -55,10 +115,10 @@ def _rotations(pkg, path, sampling, **kwargs):
     return models.RigidBodyRotations(path, *sampling, **kwargs)
 
 
-def _ensemble(pkg, path, sampling, **kwargs):
-    models, pdb = _module(pkg, "models"), _module(pkg, "pdb")
+def _ensemble(pkg, ensemble, sampling, **kwargs):
+    models = _module(pkg, "models")
     kwargs.setdefault("n_processes", 1)
-    with _unrecorded(pdb.AtomicModel, "__init__"):
+    with _reading(pkg, ensemble) as path:
         return models.Ensemble(path, *sampling, **kwargs)
 
 

@@ -11,3 +11,7 @@ __all__ = ["OnePhonon", "NonInteractingDeformableMolecules", "OnePhononBrillouin
 from .translations import RigidBodyTranslations  # noqa: E402
 from .liquid import LiquidLikeMotions  # noqa: E402
 __all__ += ["RigidBodyTranslations", "LiquidLikeMotions"]
+from .rotations import RigidBodyRotations  # noqa: E402
+from .ensemble import Ensemble  # noqa: E402
+
+__all__ += ["RigidBodyRotations", "Ensemble"]
