@@ -58,7 +58,8 @@ def s_2ol9_24(pkg, pdb_dir):
     target = _target(llm, 0.55, 2.0, 24)
     llm.optimize(target, 0.3, 0.9, 1.0, 4.0, ns_search=4, ng_search=4)
     llm.optimize(target, 1.0, 1.5, 6.0, 9.0, ns_search=3, ng_search=2)
-    llm.plot_scan(output=_png("llm_2ol9"))
+    with _png("llm_2ol9") as path:
+        llm.plot_scan(output=path)
     plt.close("all")
 
 

@@ -36,12 +36,22 @@ def _with_itertools(models):
             del models.itertools
 
 
-def _png(name: str) -> str:
-    """A fixed path in the temporary folder, removed first (an existing file would be recorded as an input)."""
+@contextlib.contextmanager
+def _png(name: str):
+    """A fixed path in the temporary folder for a plot, absent before and removed after the block.
+
+    An existing file named by a string argument is recorded as a file input (name and sha256), also
+    when a later ``--only`` recording re-encodes the kept calls; a path that never outlives its
+    scenario stays a plain string.
+    """
     path = os.path.join(tempfile.gettempdir(), f"eryx_port_scan_{name}.png")
     if os.path.exists(path):
         os.remove(path)
-    return path
+    try:
+        yield path
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def _agg():
@@ -75,7 +85,8 @@ def s_5zck_20(pkg, pdb_dir):
     rbt.optimize(target, 0.1, 1.0, n_search=10)
     rbt.plot_scan(output=None)
     rbt.optimize(target, 0.3, 0.7, n_search=5)
-    rbt.plot_scan(output=_png("rbt_5zck"))
+    with _png("rbt_5zck") as path:
+        rbt.plot_scan(output=path)
     plt.close("all")
 
 
@@ -89,7 +100,8 @@ def s_2ol9_21(pkg, pdb_dir):
     rbt.apply_disorder(np.array([[0.9, 0.4, 0.6]]))
     target = _target(rbt, (0.8, 0.45, 0.6), 21)
     rbt.optimize(target, 0.2, 1.2, n_search=6)
-    rbt.plot_scan(output=_png("rbt_2ol9"))
+    with _png("rbt_2ol9") as path:
+        rbt.plot_scan(output=path)
     plt.close("all")
     with _with_itertools(models):
         rbt.optimize(target, (0.3, 0.3, 0.3), (1.0, 0.9, 0.8), n_search=4)

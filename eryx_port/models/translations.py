@@ -11,8 +11,14 @@ the points where the molecular transform is zero (outside ``res_limit``), as in 
 reaches a gradient. :meth:`fit` fits the sigmas by gradient descent on the correlation with a
 target; :meth:`optimize` is eryx's grid scan.
 
-Where eryx stops on a bug of its own, the port computes what eryx meant: ``optimize`` with
-per-axis bounds scans the product grid (eryx calls ``itertools.product`` without importing it).
+Where eryx stops on a bug of its own, the port computes what eryx meant:
+
+* ``optimize`` with per-axis bounds scans the product grid (eryx calls ``itertools.product``
+  without importing it);
+* with ``expand_friedel=True`` on a grid that is not symmetric about the origin, the molecular
+  transform covers the grid and its Friedel mates (a map centred on the origin, larger than the
+  grid) while eryx keeps the grid's q-vectors, so its ``apply_disorder`` fails on mismatched
+  shapes; here ``q_grid`` is that of the centred map (``map_shape`` is the map's shape).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import numbers
 import torch
 
 from ..base import compute_molecular_transform
+from ..map_utils import generate_grid, get_centered_sampling
+from ..pdb import AtomicModel
 from ..stats import compute_cc
 from ..tensors import resolve_device, resolve_dtype
 from ._scan import as_sigmas, best, check_target, describe, fit_lbfgs, q2_sigma2, sigma_grid
@@ -69,10 +77,19 @@ class RigidBodyTranslations:
             pdb_path, self.hsampling, self.ksampling, self.lsampling, expand_friedel=expand_friedel,
             res_limit=res_limit, batch_size=batch_size, n_processes=n_processes, dtype=self.dtype, device=self.device)
         self.transform = torch.where(transform == 0, torch.full_like(transform, math.nan), transform)
+        if self.transform.numel() != self.q_grid.shape[0]:
+            # the Friedel-expanded map spans +-max of the grid about the origin, not the grid itself
+            self.q_grid = self._centered_q_grid(pdb_path, self.transform.shape)
         self.q_mags = torch.linalg.norm(self.q_grid, dim=1)
         self.map_shape = tuple(int(n) for n in self.transform.shape)
         self.scan_sigmas = []
         self.scan_ccs = []
+
+    def _centered_q_grid(self, pdb_path, shape):
+        """q-vectors of a map of ``shape`` centred on the origin at the grid's oversampling."""
+        model = AtomicModel(pdb_path, expand_p1=True, dtype=self.dtype, device=self.device)
+        rates = [s[2] for s in (self.hsampling, self.ksampling, self.lsampling)]
+        return generate_grid(model.A_inv, *get_centered_sampling(tuple(shape), rates))[0]
 
     # ------------------------------------------------------------------ maps
 
