@@ -69,6 +69,52 @@ def natural_sort(l):
     return sorted(items, key=key)
 
 
+def guinier_reconstruct(ensemble_dir, n_grid_points, res_mask, n_asu, weights=None, *, dtype=None, device=None):
+    """Diffuse map of an ensemble from its saved structure factors, by Guinier's equation.
+
+    ``ensemble_dir`` holds one ``.npy`` file of complex structure factors per (conformation, ASU),
+    the values at the ``res_mask`` points only; in natural order, file ``i * n_asu + a`` is
+    conformation ``i`` of ASU ``a``. Per ASU, ``<|F|^2> - |<F>|^2`` over the conformations
+    (weighted by ``weights``, uniform by default) is summed over the ASUs. Returns the flat map
+    (n_grid_points,), NaN outside ``res_mask``. Differentiable in ``weights``.
+    """
+    folder = Path(ensemble_dir)
+    if not folder.is_dir():
+        raise ValueError(f"ensemble_dir {str(folder)!r} is not a folder")
+    files = natural_sort(str(p) for p in folder.glob("*npy"))
+    n_asu = int(n_asu)
+    if n_asu < 1:
+        raise ValueError(f"n_asu must be a positive integer, got {n_asu}")
+    if not files or len(files) % n_asu:
+        raise ValueError(f"{folder} holds {len(files)} .npy files: a multiple of n_asu = {n_asu} is needed "
+                         "(one file per conformation and ASU)")
+    n_conf = len(files) // n_asu
+    dtype, device = float_context(dtype, device, weights)
+    keep = torch.as_tensor(np.asarray(res_mask.detach().cpu() if isinstance(res_mask, torch.Tensor) else res_mask))
+    keep = keep.reshape(-1).to(device=device, dtype=torch.bool)
+    if keep.numel() != int(n_grid_points):
+        raise ValueError(f"res_mask must have n_grid_points = {int(n_grid_points)} elements, got {keep.numel()}")
+    arrays = [np.load(f, allow_pickle=False).reshape(-1) for f in files]  # file reading: one load per file
+    n_kept = int(keep.sum())
+    bad = [f for f, a in zip(files, arrays) if a.size != n_kept]
+    if bad:
+        raise ValueError(f"{bad[0]} holds {arrays[files.index(bad[0])].size} values, res_mask keeps {n_kept}")
+    ctype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    F = torch.as_tensor(np.stack(arrays), device=device).to(ctype).reshape(n_conf, n_asu, n_kept)
+    if weights is None:
+        w = torch.ones(n_conf, dtype=dtype, device=device) / (len(files) / n_asu)
+    else:
+        w = as_real(weights, dtype, device).reshape(-1)
+        if w.numel() != n_conf:
+            raise ValueError(f"weights must hold one value per conformation ({n_conf} = {len(files)} files / "
+                             f"{n_asu} ASUs), got {w.numel()}")
+    mean_F = torch.einsum("c,cap->ap", w.to(ctype), F)
+    mean_I = torch.einsum("c,cap->ap", w, F.real**2 + F.imag**2)
+    diffuse = (mean_I - (mean_F.real**2 + mean_F.imag**2)).sum(dim=0)
+    out = torch.full((keep.numel(),), float("nan"), dtype=dtype, device=device)
+    return out.masked_scatter(keep, diffuse)
+
+
 def _rotations(sym_ops: Any) -> dict[int, torch.Tensor]:
     """The 3x3 rotation part of each operator (a 3x4 ``[R | t]`` operator keeps its ``R``)."""
     values = sym_ops.items() if isinstance(sym_ops, Mapping) else enumerate(sym_ops)

@@ -38,6 +38,7 @@ __all__ = [
     "compute_multiplicity",
     "get_asu_mask",
     "asu_condition",
+    "parse_asu_condition",
     "get_resolution_mask",
     "get_dq_map",
     "get_centered_sampling",
@@ -382,6 +383,31 @@ def _parse_condition(text: str) -> _Cond:
     if pos != len(tokens):
         raise ValueError(f"malformed ASU condition {text!r}: trailing {tokens[pos:]!r}")
     return tree
+
+
+# gemmi spelling -> NumPy's elementwise spelling, applied in this order ("=" first, so ">=" passes
+# through ">==" on its way back to ">=")
+_PYTHON_SPELLING = (("=", "=="), ("and", "&"), ("or", "|"), (">==", ">="), ("<==", "<="))
+# one comparison: an index letter directly followed by its operator, up to the next space
+_COMPARISON = re.compile(r"[A-Za-z][^ ()][^ ]*")
+
+
+def parse_asu_condition(asu_condition: str) -> str:
+    """gemmi's ASU condition rewritten as eryx rewrites it: NumPy operators, each comparison in parentheses.
+
+    ``'h>=0 and (k>0 or l=0)'`` -> ``'(h>=0) & ((k>0) | (l==0))'``. The result is text (eryx
+    evaluates it with ``eval``); the port never evaluates it: :func:`get_asu_mask` parses gemmi's
+    condition into closures. Exposed for eryx compatibility; the output matches eryx's for every
+    condition gemmi produces.
+    """
+    if not isinstance(asu_condition, str):
+        raise TypeError(f"asu_condition must be gemmi's condition string, not {type(asu_condition).__name__}")
+    text = asu_condition
+    for gemmi_word, numpy_word in _PYTHON_SPELLING:
+        text = text.replace(gemmi_word, numpy_word)
+    # a comparison runs to the next space; closing parentheses it swallows stay inside the added pair,
+    # which gives the same text as closing right after the comparison
+    return _COMPARISON.sub(lambda m: f"({m.group(0)})", text)
 
 
 def _space_group(space_group: Any):

@@ -11,6 +11,9 @@ Loaded by ``traces/scenarios.py``. Conventions of these scenarios:
   complex values ``rng.normal(size=n) + 1j * rng.normal(size=n)`` drawn in order i = 0, 1, ...
   from ``numpy.random.default_rng(seed)``, n the number of points in ``res_mask``; the folder is
   named ``eryx-guinier-<seed>-<n_files>`` so that the replay writes the same files again;
+* ``natural_sort`` is recorded from direct calls only: inside ``guinier_reconstruct`` it sorts
+  existing files, which the recorder would store as file records that the replay cannot find in
+  the structure folder;
 * direct calls come before the calls that reach the same function nested (the recorder keeps
   the first three calls of a function per scenario).
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scenarios import _module, _pdb
+from scenarios import _module, _pdb, _unrecorded
 
 
 def _ensemble_folder(seed: int, n_files: int, n_values: int) -> str:
@@ -155,7 +158,9 @@ def s_2ol9_12(pkg, pdb_dir):
 
     # Guinier: 12 members of one ASU, uniform weights (10.npy after 9.npy: natural order)
     n = int(keep.sum())
-    base.guinier_reconstruct(_ensemble_folder(5, 12, n), keep.size, keep, 1)
+    base.natural_sort(["ens/conf10_asu1.npy", "ens/conf9_asu1.npy", "ens/conf10_asu0.npy", "ens/Conf2_asu0.npy"])
+    with _unrecorded(base, "natural_sort"):
+        base.guinier_reconstruct(_ensemble_folder(5, 12, n), keep.size, keep, 1)
 
 
 def s_6o2h_13(pkg, pdb_dir):
@@ -178,9 +183,10 @@ def s_6o2h_13(pkg, pdb_dir):
     keep, res_map = mu.get_resolution_mask(model.cell, hkl, 6.0)
     n = int(keep.sum())
     # 7 conformations x 2 ASUs = 14 files (natural order interleaves the ASUs), given weights
-    Id = base.guinier_reconstruct(_ensemble_folder(13, 14, n), keep.size, keep, 2,
-                                  weights=np.array([0.3, 0.1, 0.2, 0.05, 0.15, 0.1, 0.1]))
-    Id2 = base.guinier_reconstruct(_ensemble_folder(14, 14, n), keep.size, keep, 2)
+    with _unrecorded(base, "natural_sort"):
+        Id = base.guinier_reconstruct(_ensemble_folder(13, 14, n), keep.size, keep, 2,
+                                      weights=np.array([0.3, 0.1, 0.2, 0.05, 0.15, 0.1, 0.1]))
+        Id2 = base.guinier_reconstruct(_ensemble_folder(14, 14, n), keep.size, keep, 2)
     stats.compute_cc(Id, Id2)
     stats.compute_cc(np.stack([Id, Id2, Id + Id2]), Id2[None, :], mask=hkl[:, 0] != 0)
     stats.compute_cc_by_dq(Id, Id2, mu.get_dq_map(model.A_inv, hkl))

@@ -5,3 +5,4 @@ one module per NumPy module.
 """
 
 from . import map_utils, models, pdb, scatter  # noqa: F401  (imported for their registrations)
+from . import base, reference, stats  # noqa: F401  (eryx.base, eryx.reference, eryx.stats)

@@ -1,9 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Replay of recorded ``eryx.map_utils`` calls on :mod:`eryx_port.map_utils`.
 
-``parse_asu_condition`` is not ported: it rewrites gemmi's ASU condition into
-text for ``eval``, which the port replaces by a parsed condition (see
-:func:`eryx_port.map_utils.get_asu_mask`).
+``parse_asu_condition`` returns eryx's text for ``eval``; the port returns the same text but
+never evaluates it (:func:`eryx_port.map_utils.get_asu_mask` parses gemmi's condition).
 """
 
 from __future__ import annotations
@@ -49,6 +48,7 @@ _REPLAYS: dict[str, Callable[[dict], Any]] = {
     "get_resolution_mask": lambda a: map_utils.get_resolution_mask(a["cell"], a["hkl_grid"], a["res_limit"]),
     "get_dq_map": lambda a: map_utils.get_dq_map(a["A_inv"], a["hkl_grid"]),
     "get_centered_sampling": lambda a: map_utils.get_centered_sampling(a["map_shape"], a["sampling"]),
+    "parse_asu_condition": lambda a: map_utils.parse_asu_condition(a["asu_condition"]),
     "resize_map": lambda a: map_utils.resize_map(a["new_map"], a["old_sampling"], a["new_sampling"]),
 }
 

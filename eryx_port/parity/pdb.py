@@ -355,3 +355,97 @@ def _(call, name):
 )
 def _(call, name):
     return _k_gradcheck(call, name, inverse=True)
+
+
+# ---------------------------------------------------------------- extract_frame, Crystal construction (issue 10)
+
+def _frame_file(call) -> str:
+    """The structure file a recorded ``extract_frame`` call read (gemmi's Structure is not stored).
+
+    Found through the scenario's recorded ``AtomicModel`` constructor calls: the one file when the
+    scenario reads only one (scenarios that call ``extract_frame`` directly do, see
+    traces/scenarios_base.py); otherwise the constructor call with the same number, whose own
+    ``extract_frame`` call it is (eryx's constructor calls it once), checked by its arguments.
+    """
+    from trace_tools.store import load_function
+
+    trace = load_function("eryx.pdb.AtomicModel.__init__")
+    inits = sorted((c for c in (trace.calls if trace else []) if c.scenario == call.scenario), key=lambda c: c.index)
+    files = {c.args["pdb_file"] for c in inits}
+    if len(files) == 1:
+        return _path(next(iter(files)))
+    if call.index < len(inits):
+        init = inits[call.index]
+        if (bool(init.args.get("expand_p1", False)), int(init.args.get("frame", 0))) == (
+            bool(call.args.get("expand_p1", False)), int(call.args.get("frame", 0))
+        ):
+            return _path(init.args["pdb_file"])
+    if not inits:
+        found = _model_constructor_file(call)
+        if found is not None:
+            return found
+    raise LookupError(f"{call.case_id}: cannot tell which structure file this extract_frame call read")
+
+
+def _model_constructor_file(call) -> str | None:
+    """Where a scenario records no AtomicModel constructor (its structure is a multi-model file written
+    only while eryx reads it, see traces/scenarios_rotations.py): the file of the scenario's one model
+    constructor (``eryx.models.<Model>.__init__``) whose ``expand_p1`` and ``frame`` match, written again."""
+    from trace_tools.store import default_folder, load_function
+
+    from .models.ensemble import ensemble_file
+
+    wanted = (bool(call.args.get("expand_p1", False)), int(call.args.get("frame", 0)))
+    found = set()
+    for path in sorted(default_folder().glob("eryx.models.*.__init__.trace.npz")):
+        trace = load_function(path.name.removesuffix(".trace.npz"))
+        for c in trace.calls if trace else []:
+            if c.scenario != call.scenario or "pdb_path" not in c.args:
+                continue
+            if (bool(c.args.get("expand_p1", False)), int(c.args.get("frame", 0))) == wanted:
+                found.add(c.args["pdb_path"])
+    return ensemble_file(next(iter(found))) if len(found) == 1 else None
+
+
+@parity(
+    "eryx.pdb.AtomicModel.extract_frame", port="eryx_port.pdb.AtomicModel.extract_frame",
+    notes="Replayed on the structure file of the scenario's AtomicModel constructor calls, with the recorded cell and operators.",
+)
+def _(call):
+    model = pdb.AtomicModel(_frame_file(call))
+    r = call.attrs_read
+    for name in ("cell", "unit_cell_axes"):
+        if name in r:
+            setattr(model, name, torch.as_tensor(np.array(r[name], dtype=np.float64)))
+    for name in ("sym_ops", "transformations"):
+        if name in r:
+            setattr(model, name, {int(k): torch.as_tensor(np.array(v, dtype=np.float64)) for k, v in r[name].items()})
+    a = call.args
+    if call.exception is not None:
+        return recorded_outcome(call, lambda: model.extract_frame(expand_p1=a.get("expand_p1", False), frame=a.get("frame", 0)))
+    model.extract_frame(expand_p1=a.get("expand_p1", False), frame=a.get("frame", 0))
+    return _written(model, call)
+
+
+@parity("eryx.pdb.Crystal.__init__", port="eryx_port.pdb.Crystal.__init__")
+def _(call):
+    """The supercell attributes against eryx's; ``model`` must be the very object passed in."""
+    model = _model_from_record(call.args["atomic_model"])
+    crystal = pdb.Crystal(model)
+    expected = {k: v for k, v in call.attrs_written.items() if k != "model"}
+    actual = {k: getattr(crystal, k, f"<{k} missing in port>") for k in expected}
+    if "model" in call.attrs_written:
+        expected["model"] = "the atomic_model passed in"
+        actual["model"] = expected["model"] if crystal.model is model else "another object"
+    return actual, expected
+
+
+@parity("eryx.pdb.Crystal.supercell_extent", port="eryx_port.pdb.Crystal.supercell_extent")
+def _(call):
+    crystal = pdb.Crystal.__new__(pdb.Crystal)
+    crystal.model = None
+    a = call.args
+    if call.exception is not None:
+        return recorded_outcome(call, lambda: crystal.supercell_extent(a.get("nx", 0), a.get("ny", 0), a.get("nz", 0)))
+    crystal.supercell_extent(a.get("nx", 0), a.get("ny", 0), a.get("nz", 0))
+    return _written(crystal, call)
