@@ -39,7 +39,7 @@ from ..tensors import as_real, complex_dtype, resolve_device, resolve_dtype
 from ._scan import (as_gammas, as_sigmas, best, check_target, count, describe, fit_lbfgs, linspace, q2_sigma2,
                     scalar_bound, sigma_grid)
 from .onephonon import _check_sampling
-from .translations import _check_res_limit, _scalars
+from .translations import _check_res_limit, _save, _scalars
 
 __all__ = ["LiquidLikeMotions"]
 
@@ -101,7 +101,7 @@ class LiquidLikeMotions:
         border = int(border)
         _check_res_limit(res_limit)
         model = AtomicModel(pdb_path, expand_p1=expand_p1, dtype=self.dtype, device=self.device)
-        model.flatten_model()
+        model.flatten_model()  # as eryx (only the cell and A_inv are used here)
         padded = [(s[0] - border, s[1] + border, s[2]) for s in (self.hsampling, self.ksampling, self.lsampling)]
         hkl_grid, self.map_shape = generate_grid(model.A_inv, *padded, return_hkl=True)
         self.map_shape = tuple(int(n) for n in self.map_shape)
@@ -122,9 +122,7 @@ class LiquidLikeMotions:
         self.mask = (inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]).to(self.dtype)
         self.map_shape_nopad = tuple(n - 2 * p for n, p in zip(self.map_shape, pads))
 
-        self.scan_sigmas = []
-        self.scan_gammas = []
-        self.scan_ccs = []
+        self.scan_sigmas, self.scan_gammas, self.scan_ccs = [], [], []
         self.opt_map = None
 
     # ------------------------------------------------------------------ convolution
@@ -229,7 +227,7 @@ class LiquidLikeMotions:
         self.scan_ccs.extend(ccs.cpu().unbind(0))
         print(f"Optimal sigma: {describe(self.opt_sigma)}, optimal gamma: {describe(self.opt_gamma)}, "
               f"with correlation coefficient {float(ccs[i]):.4f}")
-        return ccs, sigmas, gammas
+        return (ccs, sigmas, gammas)
 
     def fit(self, target, sigmas, gamma, *, mask=None, max_iter=100, tolerance=1e-10):
         """Fit sigma(s) and gamma to ``target`` (shape ``map_shape_nopad``) by gradient descent
@@ -263,21 +261,19 @@ class LiquidLikeMotions:
     def plot_scan(self, output=None):
         """Heat map of CC over the (isotropic) sigmas and gammas scanned so far, cubic interpolation on
         a 25 x 25 grid, on the current matplotlib figure; saved to ``output`` when given."""
-        import matplotlib.pyplot as plt
         import numpy as np
+        from matplotlib import pyplot
         from scipy.interpolate import griddata
 
-        sigmas = np.array([float(s) for s in _scalars(self.scan_sigmas, "scan_sigmas")])
-        gammas = np.array([float(g) for g in self.scan_gammas])
-        ccs = np.array([float(c) for c in self.scan_ccs])
-        xi = np.linspace(sigmas.min(), sigmas.max(), 25)
-        yi = np.linspace(gammas.min(), gammas.max(), 25)
-        zi = griddata((sigmas, gammas), ccs, (xi[None, :], yi[:, None]), method="cubic")
-        plt.contourf(xi, yi, zi, 25)
-        plt.xlabel(r"$\sigma$ ($\mathrm{\AA}$)", fontsize=14)
-        plt.ylabel(r"$\gamma$ ($\mathrm{\AA}$)", fontsize=14)
-        colorbar = plt.colorbar()
-        colorbar.ax.set_ylabel("CC", fontsize=14)
-        if output is not None:
-            plt.savefig(output, dpi=300, bbox_inches="tight")
-
+        x = np.array([float(v) for v in _scalars(self.scan_sigmas, "scan_sigmas")])
+        y = np.array([float(v) for v in self.scan_gammas])
+        cc = np.array([float(v) for v in self.scan_ccs])
+        # CC interpolated (cubic) on a 25 x 25 grid spanning the scanned ranges
+        gx, gy = (np.linspace(v.min(), v.max(), 25) for v in (x, y))
+        heat = griddata((x, y), cc, (gx[None, :], gy[:, None]), method="cubic")
+        filled = pyplot.contourf(gx, gy, heat, 25)
+        axes = pyplot.gca()
+        axes.set_xlabel(r"$\sigma$ ($\mathrm{\AA}$)", fontsize=14)
+        axes.set_ylabel(r"$\gamma$ ($\mathrm{\AA}$)", fontsize=14)
+        pyplot.colorbar(filled).ax.set_ylabel("CC", fontsize=14)
+        _save(output)

@@ -82,8 +82,7 @@ class RigidBodyTranslations:
             self.q_grid = self._centered_q_grid(pdb_path, self.transform.shape)
         self.q_mags = torch.linalg.norm(self.q_grid, dim=1)
         self.map_shape = tuple(int(n) for n in self.transform.shape)
-        self.scan_sigmas = []
-        self.scan_ccs = []
+        self.scan_sigmas, self.scan_ccs = [], []
 
     def _centered_q_grid(self, pdb_path, shape):
         """q-vectors of a map of ``shape`` centred on the origin at the grid's oversampling."""
@@ -120,15 +119,15 @@ class RigidBodyTranslations:
         target = check_target(target, self.map_shape, self.dtype, self.device)
         sigmas = sigma_grid(sigmas_min, sigmas_max, n_search, self.dtype, self.device)
         with torch.no_grad():
-            Id = self.apply_disorder(sigmas)
-            ccs = compute_cc(Id, target.reshape(1, -1))
+            maps = self.apply_disorder(sigmas)
+            ccs = compute_cc(maps, target.reshape(1, -1))
         i = best(ccs)
         self.opt_sigma = sigmas[i]
-        self.opt_map = Id[i].reshape(self.map_shape)
+        self.opt_map = maps[i].reshape(self.map_shape)
         self.scan_sigmas.extend(sigmas.cpu().unbind(0))
         self.scan_ccs.extend(ccs.cpu().unbind(0))
         print(f"Optimal sigma: {describe(self.opt_sigma)}, with correlation coefficient {float(ccs[i]):.4f}")
-        return ccs, sigmas
+        return (ccs, sigmas)
 
     def fit(self, target, sigmas, *, mask=None, max_iter=100, tolerance=1e-10):
         """Fit the sigma(s) to ``target`` from the start ``sigmas`` by gradient descent (torch.optim.LBFGS).
@@ -153,17 +152,25 @@ class RigidBodyTranslations:
     def plot_scan(self, output=None):
         """Plot CC against sigma for the isotropic sigmas scanned so far (current matplotlib figure);
         saved to ``output`` when given."""
-        import matplotlib.pyplot as plt
+        from matplotlib import pyplot
 
-        sigmas = [float(s) for s in _scalars(self.scan_sigmas, "scan_sigmas")]
-        ccs = [float(c) for c in self.scan_ccs]
-        plt.scatter(sigmas, ccs, c="black")
-        plt.plot(sigmas, ccs, c="black")
-        plt.xlabel(r"$\sigma$ ($\mathrm{\AA}$)", fontsize=14)
-        plt.ylabel("CC", fontsize=14)
-        if output is not None:
-            plt.savefig(output, dpi=300, bbox_inches="tight")
+        x = [float(v) for v in _scalars(self.scan_sigmas, "scan_sigmas")]
+        y = [float(v) for v in self.scan_ccs]
+        axes = pyplot.gca()
+        axes.scatter(x, y, color="k")
+        axes.plot(x, y, color="k")
+        axes.set_xlabel(r"$\sigma$ ($\mathrm{\AA}$)", fontsize=14)
+        axes.set_ylabel("CC", fontsize=14)
+        _save(output)
 
+
+def _save(output) -> None:
+    """The current figure written to ``output`` (300 dpi, tight box), when a path is given."""
+    if output is None:
+        return
+    from matplotlib import pyplot
+
+    pyplot.gcf().savefig(output, bbox_inches="tight", dpi=300)
 
 def _scalars(values, name: str):
     """The entries of a scan list, each one number (plots take isotropic scans only, as in eryx)."""
