@@ -24,7 +24,13 @@ DATA = TRACES / "data"
 FUNCTIONS_FILE = TRACES / "functions.toml"
 SCENARIOS_FILE = TRACES / "scenarios.py"
 
-PHASES = ("core utilities", "adapters", "core functions", "OnePhonon model", "integration")
+PHASES = (
+    "core utilities", "adapters", "core functions", "OnePhonon model", "integration",
+    "base, statistics and reference",
+    "translations and liquid-like motions",
+    "rotations and ensembles",
+    "deformable molecules and Brillouin",
+)
 MAX_TRACES_BYTES = 40 * 1024 * 1024
 MIN_SCENARIOS = 2
 SCENARIO_NAME = re.compile(r"^[0-9a-z_]+-s[0-9]+$")

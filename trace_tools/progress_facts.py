@@ -29,6 +29,10 @@ PHASES = (
     "core functions",
     "OnePhonon model",
     "integration",
+    "base, statistics and reference",
+    "translations and liquid-like motions",
+    "rotations and ensembles",
+    "deformable molecules and Brillouin",
 )
 
 BENCHMARKS_FILE = REPO_ROOT / "benchmarks" / "results.json"
