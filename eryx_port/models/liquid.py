@@ -157,12 +157,14 @@ class LiquidLikeMotions:
         if math.prod(self.map_shape) >= self.circular_above:
             return self.fft_convolve(self.transform, kernels).reshape(n, -1)
         dims = (-3, -2, -1)
-        # a linear convolution: FFTs of size >= 2n - 1 per axis, then the centred n points (scipy's 'same')
-        shape = [_fast_length(2 * m - 1) for m in self.map_shape]
+        # scipy's 'same' linear convolution: of the full convolution (2n - 1 points per axis) the n
+        # points from c = (n - 1) // 2 on. A circular one of length L >= max(2n - 1 - c, c + n) holds
+        # them unaliased (the wrapped tail ends before c), about 1.5 n instead of 2n - 1.
+        start = [(m - 1) // 2 for m in self.map_shape]
+        shape = [_fast_length(max(2 * m - 1 - c, c + m)) for m, c in zip(self.map_shape, start)]
         spectrum = self._transform_spectrum(shape)
         if self.transform.requires_grad:
             spectrum = torch.fft.rfftn(self.transform, s=shape, dim=dims)
-        start = [(m - 1) // 2 for m in self.map_shape]
         per_chunk = max(1, _FFT_CHUNK_ELEMENTS // spectrum.numel())
         out = []
         for chunk in kernels.split(per_chunk):  # chunks of gammas (memory), not of points
@@ -188,8 +190,8 @@ class LiquidLikeMotions:
         conv = self._convolve(kernels.reshape(-1, *self.map_shape))  # (n_gamma, n_points)
         q2s2 = q2_sigma2(s, self.q_grid, self.q_mags)  # (n_sigma, n_points)
         scale = torch.exp(-q2s2) * q2s2
-        Id = (conv[None, :, :] * scale[:, None, :]).reshape(-1, conv.shape[1])
-        return torch.where(self.res_mask[None, :], Id, torch.full_like(Id, math.nan))
+        Id = (scale[:, None, :] * conv[None, :, :]).reshape(-1, conv.shape[1])
+        return Id.masked_fill_(~self.res_mask[None, :], math.nan)  # NaN beyond res_limit, no gradient there
 
     def _inside(self, maps: torch.Tensor) -> torch.Tensor:
         return maps[..., self.mask.reshape(-1) == 1]

@@ -102,8 +102,8 @@ class RigidBodyTranslations:
         flat = self.transform.reshape(-1)
         missing = torch.isnan(flat)
         weight = 1 - torch.exp(-q2_sigma2(s, self.q_grid, self.q_mags))
-        Id = torch.where(missing, torch.zeros_like(flat), flat) * weight
-        return torch.where(missing, torch.full_like(flat, math.nan), Id)
+        Id = flat.nan_to_num(0.0) * weight
+        return Id.masked_fill_(missing, math.nan)  # NaN where the transform is, no gradient there
 
     # ------------------------------------------------------------------ scans and fits
 
