@@ -202,7 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
         "its bounds rounded to whole numbers, gnm_cutoff, gamma_intra, gamma_inter and expand_p1 come from "
         "the OnePhonon section, the B-factors of the file set the Debye-Waller factor (use_data_adp), "
         "setup.res_limit is not used, and the map (shape map_shape) is written to ROOT_DIR/models/"
-        "onephonon.npy; ROOT_DIR/{models,base,figs} are created. Relative paths are taken from the current "
+        "onephonon.npy; ROOT_DIR/{models,base,figs} are created. RigidBodyTranslations and LiquidLikeMotions scan "
+        "their section's sigmas (and gammas) against the measured map setup.exp_map (a .npy on the config's grid) "
+        "with eryx's correlation and write the best map to ROOT_DIR/models/, the transform to ROOT_DIR/base/ and "
+        "the scan's plot to ROOT_DIR/figs/, under eryx's file names. Relative paths are taken from the current "
         f"directory. Tasks available: {', '.join(PORTED_TASKS)}."),
         epilog=f"Example:\n  {PROG} run -c config.yaml -t OnePhonon",
         formatter_class=argparse.RawDescriptionHelpFormatter,

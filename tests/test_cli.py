@@ -255,8 +255,8 @@ BAD_SIMULATE = {
     "huge grid": (["--hsampling", "-50000", "50000", "50", "--ksampling", "-50000", "50000", "50"], "--hsampling"),
 }
 BAD_RUN = {
-    "unknown task": (["-c", "{good_yaml}", "-t", "Nonsense"], "unknown task 'Nonsense'; available: OnePhonon"),
-    "task not ported": (["-c", "{good_yaml}", "-t", "LiquidLikeMotions"], "not ported"),
+    "unknown task": (["-c", "{good_yaml}", "-t", "Nonsense"], "unknown task 'Nonsense'; available: RigidBodyTranslations, LiquidLikeMotions, OnePhonon"),
+    "task section missing": (["-c", "{good_yaml}", "-t", "LiquidLikeMotions"], "config has no 'LiquidLikeMotions' section"),
     "missing config": (["-c", "nowhere.yaml", "-t", "OnePhonon"], "does not exist"),
     "invalid yaml": (["-c", "{bad_yaml}", "-t", "OnePhonon"], "not valid YAML"),
     "missing key": (["-c", "{nogamma_yaml}", "-t", "OnePhonon"], "lacks 'gamma_inter'"),
@@ -309,8 +309,8 @@ def test_bad_input_in_a_real_process(tmp_path):
     """The same one-line report and exit status 2 from the installed entry point, with nothing written."""
     res = run_cli("simulate", "missing.pdb", "--gamma-inter", "1", "--out", "out", cwd=tmp_path)
     _assert_one_line_error(res.returncode, res.stderr, "does not exist")
-    res = run_cli("run", "-c", "x.yaml", "-t", "RigidBodyTranslations", cwd=tmp_path)
-    _assert_one_line_error(res.returncode, res.stderr, "available: OnePhonon")
+    res = run_cli("run", "-c", "x.yaml", "-t", "Nonsense", cwd=tmp_path)
+    _assert_one_line_error(res.returncode, res.stderr, "available: RigidBodyTranslations, LiquidLikeMotions, OnePhonon")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -62,7 +62,7 @@ def run_scan(config, args, task: str) -> int:
                 f"shape {shape} ({math.prod(shape)} values): the measured map must be on the config's "
                 "hsampling/ksampling/lsampling grid"
             )
-        with stages.stage("parameter scan"):
+        with stages.stage("parameter scan"), _quiet_if(args.quiet):
             model.optimize(torch.as_tensor(target.reshape(shape), dtype=dtype, device=device), **job.scan_kwargs)
         with stages.stage("writing files"):
             for folder in [*reversed(job.root_dir.parents), job.root_dir, *(job.root_dir / s for s in ROOT_SUBDIRS)]:
@@ -81,6 +81,16 @@ def run_scan(config, args, task: str) -> int:
         lines = [f"{task}: best parameters {_best(model)}", *(f"  {path}" for path in job.outputs.values())]
         print("\n".join(lines))
     return 0
+
+
+def _quiet_if(quiet: bool):
+    """The models print their optimum as eryx's do; --quiet silences that too."""
+    import contextlib
+    import os
+
+    if not quiet:
+        return contextlib.nullcontext()
+    return contextlib.redirect_stdout(open(os.devnull, "w"))
 
 
 def _numpy(x):
