@@ -263,12 +263,14 @@ class Ensemble:
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, target, weights0=None, *, max_iter=100, tolerance=1e-12, mask=None):
-        """Fit one set of (positive) conformation weights to ``target`` (map_shape or flat) by L-BFGS.
+    def fit(self, target, weights0=None, *, normalize=True, max_iter=100, tolerance=1e-12, mask=None):
+        """Fit one set of conformation weights to ``target`` (map_shape or flat) by L-BFGS.
 
-        The weights are optimised as logarithms from ``weights0`` (default equal weights) to minimise
-        the mean squared relative difference ``(I / target - 1)^2`` over the points finite in both (and
-        in ``mask``, True = keep). Returns ``(weights (n_conf,), map (n_points,))``.
+        ``normalize`` (default): the weights are probabilities (eryx's reading of them), fitted as
+        ``softmax(logits)`` from ``weights0`` divided by its sum; else any positive weights, fitted
+        as logarithms. Start: ``weights0`` (default equal weights). The loss is the squared difference
+        ``sum (I - target)^2 / sum target^2`` over the points finite in ``target``, inside the
+        resolution mask and ``mask`` (True = keep). Returns ``(weights (n_conf,), map (n_points,))``.
         """
         t = as_real(target, self.dtype, self.device).reshape(-1)
         if t.numel() != self.q_grid.shape[0]:
@@ -276,22 +278,26 @@ class Ensemble:
         w0 = self._weights(weights0)[0].detach()
         if bool((w0 <= 0).any()):
             raise ValueError("weights0 must be positive (they are fitted as logarithms)")
-        keep = torch.isfinite(t) & self.mask & (t != 0)
+        keep = torch.isfinite(t) & self.mask
         if mask is not None:
             keep &= torch.as_tensor(np.asarray(mask), device=self.device).reshape(-1).to(torch.bool)
         if int(keep.sum()) < 2:
-            raise ValueError("target has fewer than 2 usable points (finite, nonzero, inside the mask)")
-        log_w = w0.log().clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([log_w], max_iter=max_iter, tolerance_grad=tolerance, tolerance_change=tolerance * 1e-3,
+            raise ValueError("target has fewer than 2 usable points (finite, inside the mask)")
+        t_norm = (t[keep] ** 2).sum()
+        if not float(t_norm) > 0:
+            raise ValueError("target is zero at every usable point")
+        to_weights = (lambda x: torch.softmax(x, dim=0)) if normalize else torch.exp
+        x = (w0 / w0.sum() if normalize else w0).log().clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([x], max_iter=max_iter, tolerance_grad=tolerance, tolerance_change=tolerance * 1e-3,
                                 history_size=20, line_search_fn="strong_wolfe")
 
         def closure():
             opt.zero_grad()
-            I = self.apply_disorder(log_w.exp())[0]
-            loss = ((I[keep] / t[keep] - 1) ** 2).mean()
+            I = self.apply_disorder(to_weights(x))[0]
+            loss = ((I[keep] - t[keep]) ** 2).sum() / t_norm
             loss.backward()
             return loss
 
         opt.step(closure)
-        w = log_w.detach().exp()
+        w = to_weights(x.detach())
         return w, self.apply_disorder(w)[0].detach()

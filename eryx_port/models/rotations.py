@@ -296,8 +296,8 @@ class RigidBodyRotations:
 
         One set of draws (``draws`` of batch shape (1, n_asu, num_rot), else drawn once) serves every
         evaluation, so the map is a smooth function of sigma. ``log(sigma)`` is optimised to minimise
-        the mean squared relative difference ``(I / target - 1)^2`` over the points finite and nonzero
-        in ``target``, inside the resolution mask and ``mask`` (True = keep).
+        the squared difference ``sum (I - target)^2 / sum target^2`` over the points finite in
+        ``target``, inside the resolution mask and ``mask`` (True = keep).
         Returns ``(sigma (0-d tensor), map (n_points,))``.
         """
         t = as_real(target, self.dtype, self.device).reshape(-1)
@@ -312,11 +312,14 @@ class RigidBodyRotations:
             draws = draw_rotations(shape, generator if generator is not None else self.generator,
                                    dtype=self.dtype, device=self.device)
         draws = _check_draws(draws, shape, self.dtype, self.device)
-        keep = torch.isfinite(t) & self.mask & (t != 0)
+        keep = torch.isfinite(t) & self.mask
         if mask is not None:
             keep &= torch.as_tensor(np.asarray(mask), device=self.device).reshape(-1).to(torch.bool)
         if int(keep.sum()) < 2:
-            raise ValueError("target has fewer than 2 usable points (finite, nonzero, inside the mask)")
+            raise ValueError("target has fewer than 2 usable points (finite, inside the mask)")
+        t_norm = (t[keep] ** 2).sum()
+        if not float(t_norm) > 0:
+            raise ValueError("target is zero at every usable point")
         log_s = torch.tensor(math.log(s0), dtype=self.dtype, device=self.device, requires_grad=True)
         opt = torch.optim.LBFGS([log_s], max_iter=_count(max_iter, "max_iter"), tolerance_grad=tolerance,
                                 tolerance_change=tolerance * 1e-3, history_size=10, line_search_fn="strong_wolfe")
@@ -324,7 +327,7 @@ class RigidBodyRotations:
         def closure():
             opt.zero_grad()
             I = self.apply_disorder(log_s.exp(), num_rot, draws=draws)[0]
-            loss = ((I[keep] / t[keep] - 1) ** 2).mean()
+            loss = ((I[keep] - t[keep]) ** 2).sum() / t_norm
             loss.backward()
             return loss
 
