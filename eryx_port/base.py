@@ -191,6 +191,79 @@ def _scatter_into(n: int, where: torch.Tensor, values: torch.Tensor) -> torch.Te
     return out.masked_scatter(where, values) if values.numel() else out
 
 
+# Below this many (q-point x atom) pairs one direct structure-factor pass is cheaper than the grid
+# engine's setup; above it, points that lie on a product grid go through the engine (2-3x faster on
+# a CPU for 1e5 points of a 1000-atom triclinic cell, exact to round-off as well).
+_ENGINE_MIN_PAIRS = 1 << 22
+_ENGINE_SLAB_BYTES = 256 << 20
+
+
+def _product_grid(hkl: torch.Tensor):
+    """``(values per axis, index per point per axis)`` when ``hkl`` is a C-ordered product grid, else None."""
+    values, index = [], []
+    for i in range(3):
+        v, inv = torch.unique(hkl[:, i].detach(), sorted=True, return_inverse=True)
+        values.append(v)
+        index.append(inv)
+    sizes = [v.numel() for v in values]
+    if math.prod(sizes) != hkl.shape[0]:
+        return None
+    flat = (index[0] * sizes[1] + index[1]) * sizes[2] + index[2]
+    if not torch.equal(flat, torch.arange(hkl.shape[0], device=hkl.device)):
+        return None
+    return values, index
+
+
+def _engine_intensity(hkl, keep, A_inv, xyz, ff_a, ff_b, ff_c, U):
+    """``sum_asu |F_asu|^2`` at the ``keep`` points of a product grid, by the grid engine on the product of
+    the axis values they use.
+
+    Returns None where the engine does not apply (not a product grid, ASUs with different atoms).
+    """
+    from .diffuse import _to_hkl
+    from .grid_factors import grid_sums, plan_layout
+
+    if not all(torch.equal(c[0], c[i]) for c in (ff_a, ff_b, ff_c) for i in range(1, c.shape[0])):
+        return None
+    grid = _product_grid(hkl)
+    if grid is None:
+        return None
+    values, index = grid
+    # the axis values the kept points use (e.g. only the integral ones for a crystal transform)
+    used = [torch.unique(ix[keep], sorted=True, return_inverse=True) for ix in index]
+    axes = tuple(v[u] for v, (u, _) in zip(values, used))
+    n_asu, n_atoms = xyz.shape[:2]
+    if U is None:
+        u = xyz.new_zeros(n_atoms)
+    else:
+        u = U.expand(n_asu * n_atoms) if U.ndim == 0 else U
+        u = u.reshape(n_asu, n_atoms)
+    layout = plan_layout(axes, 4 * math.pi**2 * (A_inv @ A_inv.T))
+    a1, a2, f = layout.perm
+    n_f = axes[f].numel()
+    per_column = max(1, axes[a1].numel() * axes[a2].numel() * n_asu * 16 * 4)
+    width = max(1, min(n_f, _ENGINE_SLAB_BYTES // per_column))
+    ones = xyz.new_ones(n_asu, n_atoms, 1)
+    slabs = []
+    for start in range(0, n_f, width):  # bounded memory: a slab of columns at a time
+        S = grid_sums(axes, A_inv, xyz, ones, (ff_a[0], ff_b[0], ff_c[0]), u, (start, min(n_f, start + width)), layout)
+        slabs.append((S.real**2 + S.imag**2).sum(dim=1)[0])  # (n1, n2, width) in the engine's axis order
+    box = torch.cat(slabs, dim=2) if len(slabs) > 1 else slabs[0]
+    box = _to_hkl(box[None, None], layout.perm)[0, 0]  # (n_h, n_k, n_l)
+    return box[used[0][1], used[1][1], used[2][1]]
+
+
+def _intensity_at(hkl, keep, A_inv, xyz, ff_a, ff_b, ff_c, U, batch_size):
+    """``sum_asu |F_asu|^2`` (n_keep,) at the grid points ``hkl[keep]``: the grid engine for large
+    product grids, otherwise one direct structure-factor pass."""
+    n_keep = int(keep.sum())
+    if n_keep and n_keep * xyz.shape[0] * xyz.shape[1] >= _ENGINE_MIN_PAIRS:
+        values = _engine_intensity(hkl, keep, A_inv, xyz, ff_a, ff_b, ff_c, U)
+        if values is not None:
+            return values
+    return _incoherent_intensity(_q_of(hkl[keep], A_inv), xyz, ff_a, ff_b, ff_c, U, batch_size)
+
+
 def _hkl_tensor(hkl_grid, dtype, device) -> torch.Tensor:
     hkl = as_real(hkl_grid, dtype, device)
     if hkl.ndim != 2 or hkl.shape[1] != 3 or hkl.shape[0] == 0:
@@ -242,7 +315,7 @@ def incoherent_sum_real(model, hkl_grid, sampling, U=None, mask=None, batch_size
     xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, dtype, device)
     u = _per_asu_U(U, xyz.shape[0], xyz.shape[1], dtype, device)
     A_inv = as_real(model.A_inv, dtype, device)
-    I_asu = _scatter_into(n, keep, _incoherent_intensity(_q_of(hkl[keep], A_inv), xyz, ff_a, ff_b, ff_c, u, batch_size))
+    I_asu = _scatter_into(n, keep, _intensity_at(hkl, keep, A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size))
 
     rotations = _rotations(model.sym_ops)
     ops = map_utils.expand_sym_ops(rotations)
@@ -312,7 +385,7 @@ def compute_molecular_transform(pdb_path, hsampling, ksampling, lsampling, U=Non
     if model.space_group == "P 1" and not expand_friedel:
         xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, model.dtype, model.device)
         u = _per_asu_U(U, xyz.shape[0], xyz.shape[1], model.dtype, model.device)
-        values = _incoherent_intensity(q_grid[mask], xyz, ff_a, ff_b, ff_c, u, batch_size)
+        values = _intensity_at(hkl, mask, model.A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size)
         return q_grid, _scatter_into(hkl.shape[0], mask, values).reshape(map_shape)
     if expand_friedel:
         return q_grid, incoherent_sum_real(model, hkl, sampling, U, mask, batch_size)
@@ -344,6 +417,8 @@ def compute_crystal_transform(pdb_path, hsampling, ksampling, lsampling, U=None,
         if u.ndim > 1 or (u.ndim == 1 and u.shape[0] != n_atoms):
             raise ValueError(f"U must be a scalar or have shape (n_atoms,) = ({n_atoms},) for all atoms of the cell, "
                              f"got {tuple(u.shape)}")
-    F = structure_factors(q_grid[on_peak], model.xyz, model.ff_a, model.ff_b, model.ff_c, U=u, batch_size=batch_size)
-    I = _scatter_into(hkl.shape[0], on_peak, F.real**2 + F.imag**2)
+    # |F|^2 of the whole cell: the flattened atoms as one set (a coherent sum)
+    values = _intensity_at(hkl, on_peak, model.A_inv, model.xyz[None], model.ff_a[None], model.ff_b[None],
+                           model.ff_c[None], u, batch_size)
+    I = _scatter_into(hkl.shape[0], on_peak, values)
     return q_grid, I.reshape(map_shape)

@@ -190,3 +190,38 @@ def test_guinier_reconstruct_refuses_mismatches(tmp_path):
         base.guinier_reconstruct(tmp_path, 7, np.ones(7, dtype=bool), 2)
     w = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: base.guinier_reconstruct(tmp_path, 6, keep, 2, weights=x), (w,))
+
+
+@pytest.mark.parametrize("case", ["molecular", "p1", "crystal"])
+def test_grid_engine_route_equals_the_direct_route(pdb_file, monkeypatch, case):
+    # large product grids go through the grid engine; force each route on a small grid and compare
+    def run():
+        if case == "molecular":
+            return base.compute_molecular_transform(pdb_file("7n2h.pdb"), (-2, 2, 2), (-2, 2, 2), (-1, 1, 1), U=0.2)[1]
+        if case == "p1":
+            return base.compute_molecular_transform(pdb_file("2ol9.pdb"), (-2, 2, 2), (-1, 1, 2), (0, 2, 1),
+                                                    expand_friedel=False, res_limit=2.0)[1]
+        return base.compute_crystal_transform(pdb_file("5zck_p1.pdb"), (-2, 2, 3), (-2, 2, 2), (-1, 1, 1),
+                                              expand_p1=False, U=0.2)[1]
+
+    monkeypatch.setattr(base, "_ENGINE_MIN_PAIRS", 1 << 62)
+    direct = run()
+    monkeypatch.setattr(base, "_ENGINE_MIN_PAIRS", 1)
+    engine = run()
+    assert (direct > 0).sum() > 20
+    torch.testing.assert_close(engine, direct, rtol=1e-12, atol=1e-13 * float(direct.max()))
+
+
+def test_grid_engine_route_gradients(pdb_file, monkeypatch):
+    monkeypatch.setattr(base, "_ENGINE_MIN_PAIRS", 1)
+    model = AtomicModel(pdb_file("7n2h.pdb"), expand_p1=True)
+    model.xyz, model.ff_a, model.ff_b, model.ff_c = (t[:, :3].clone() for t in (model.xyz, model.ff_a, model.ff_b, model.ff_c))
+    hkl, _ = map_utils.generate_grid(model.A_inv, (-1, 1, 2), (-1, 1, 1), (0, 1, 1), return_hkl=True)
+    U = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64, requires_grad=True)
+    xyz = model.xyz.clone().requires_grad_(True)
+
+    def total(u, x):
+        model.xyz = x
+        return base.incoherent_sum_real(model, hkl, (2, 1, 1), U=u).reshape(-1)[::5]
+
+    assert torch.autograd.gradcheck(total, (U, xyz))
