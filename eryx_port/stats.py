@@ -6,7 +6,7 @@ tensors), results are tensors. NaN marks voxels to ignore, as in eryx: a voxel t
 of the compared maps is left out of every correlation, and ``mask`` (True = keep) leaves out more.
 A correlation over fewer than two valid voxels, or of a constant map, is NaN (0 / 0), as in eryx.
 
-Shells and dq groups are evaluated together as rows of one masked reduction (no loop over shells).
+Shells and dq groups are evaluated together as segment sums over the map (no loop over shells).
 """
 
 from __future__ import annotations
@@ -88,9 +88,21 @@ def _flat_pair(arr1, arr2, dtype, device):
 
 
 def _group_cc(a, b, keep, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """Correlation within each group ``g`` of voxels (``groups == g``), over its voxels in ``keep``."""
-    member = groups[None, :] == torch.arange(n_groups, device=groups.device)[:, None]
-    return _pearson(a[None, :], b[None, :], member & keep[None, :])
+    """Correlation within each group ``g`` of voxels (``groups == g``), over its voxels in ``keep``.
+
+    Segment sums (``index_add``) over the kept voxels: memory linear in the map, whatever the number of groups.
+    """
+    sel = keep & (groups >= 0) & (groups < n_groups)
+    g, x, y = groups[sel], a[sel], b[sel]
+    zeros = x.new_zeros(n_groups)
+
+    def total(values):
+        return zeros.index_add(0, g, values)
+
+    count = total(torch.ones_like(x))
+    dx = x - (total(x) / count)[g]
+    dy = y - (total(y) / count)[g]
+    return total(dx * dy) / (torch.sqrt(total(dx * dx)) * torch.sqrt(total(dy * dy)))
 
 
 def _histogram_edges(values: torch.Tensor, n_bins: int) -> torch.Tensor:
