@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
+from .tasks.simulate import OTHER_MODELS
 from .config import (
     PORTED_TASKS,
     ConfigError,
@@ -189,6 +190,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the B-factors of the file for the Debye-Waller factor (default: the GNM's own, scaled to them)",
     )
+    other = sim.add_argument_group(
+        "other disorder models (--model): the map of one of eryx's other models instead of the one-phonon map"
+    )
+    other.add_argument(
+        "--model", default="onephonon", choices=("onephonon", *OTHER_MODELS),
+        help="disorder model: onephonon (default), translations (RigidBodyTranslations), liquid (LiquidLikeMotions), "
+        "rotations (RigidBodyRotations), ensemble (Ensemble: the models of a multi-model PDB), deformable "
+        "(NonInteractingDeformableMolecules, GNM with --cutoff)",
+    )
+    other.add_argument("--sigma", type=_number, nargs="+", metavar="S", default=None,
+                       help="translations, liquid: displacement sigma in Angstrom (one value, or three per axis); "
+                       "rotations: rotation sigma in degrees (default 0.5)")
+    other.add_argument("--gamma", type=_number, default=10.0, metavar="G",
+                       help="liquid: correlation length in Angstrom (default 10)")
+    other.add_argument("--asu-confined", action="store_true",
+                       help="liquid: motions confined to the asymmetric unit (molecular transform)")
+    other.add_argument("--num-rot", type=int, default=100, metavar="N", help="rotations: rotations drawn per ASU (default 100)")
+    other.add_argument("--seed", type=int, default=0, metavar="N", help="rotations: seed of the random rotations (default 0)")
+    other.add_argument("--weights", type=_number, nargs="+", metavar="W", default=None,
+                       help="ensemble: one relative weight per model of the file, made to sum to 1 (default: equal weights)")
     sim.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder, created if needed (default ./{DEFAULT_OUT})")
     _compute_options(sim)
     sim.set_defaults(_run=run_simulate)
@@ -632,6 +653,8 @@ def _checked(check: Callable, name: str, value: Any, **kwargs):
 
 
 def run_simulate(args) -> int:
+    if args.model != "onephonon":
+        return run_simulate_other(args)
     samplings = _sim_samplings(args)
     gamma_intra = _checked(check_positive, "--gamma-intra", args.gamma_intra)
     gamma_inter = _checked(check_positive, "--gamma-inter", args.gamma_inter)
@@ -684,6 +707,60 @@ def run_simulate(args) -> int:
     return 0
 
 
+def run_simulate_other(args) -> int:
+    """``simulate --model NAME`` for eryx's other models: the map in memory, then the same files."""
+    import numpy as np
+
+    from . import outputs
+    from .map_utils import generate_grid
+    from .tasks import simulate
+
+    samplings = _sim_samplings(args)
+    if not math.isfinite(args.res_limit) or args.res_limit < 0:
+        raise UsageError(f"--res-limit must be >= 0 Angstrom, got {args.res_limit:g}")
+    if args.num_rot <= 0:
+        raise UsageError(f"--num-rot must be a positive integer, got {args.num_rot}")
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} exists and is not a folder")
+    check_writable(out, "--out folder")
+    device = check_device(args.device)
+    path = Path(args.pdb).expanduser() if args.pdb else demo_structure()
+    structure = check_structure(path, expand_p1=True)
+    warn_symmetry(structure)
+    model_kwargs = dict(pdb_path=str(path), hsampling=samplings[0], ksampling=samplings[1], lsampling=samplings[2],
+                        res_limit=float(args.res_limit))
+    stem = args.model
+    stages = Stages(["model setup and map", "writing files"], args.quiet)
+    try:
+        with staged_folder(out) as staging:
+            with stages.stage("model setup and map"):
+                model, intensity = simulate.compute(args.model, args, model_kwargs, device=device, dtype=args.dtype)
+            with stages.stage("writing files"):
+                map_samplings = simulate.map_samplings(model, samplings)
+                hkl, _ = generate_grid(np.eye(3), *map_samplings, return_hkl=True)
+                npy = staging / f"{stem}.npy"
+                np.save(npy, intensity)
+                parameters = {k: v for k, v in vars(args).items() if k in (
+                    "model", "sigma", "gamma", "asu_confined", "num_rot", "seed", "weights", "cutoff", "res_limit",
+                    "device", "dtype")}
+                parameters.update(pdb_path=str(structure.path), space_group=structure.space_group, cell=list(structure.cell),
+                                  eryx_class=simulate.RUNS[args.model].class_name)
+                npz = outputs.write_npz(staging / f"{stem}.npz", intensity_file=npy.name, map_shape=intensity.shape,
+                                        hkl_grid=_to_numpy(hkl), samplings=map_samplings, parameters=parameters,
+                                        versions=_versions())
+                ccp4 = outputs.write_ccp4(staging / f"{stem}.ccp4", intensity, map_samplings, structure.reciprocal_cell)
+                pngs = outputs.write_sections_png(staging, stem, intensity, map_samplings, title=f"{structure.path.name} ({stem})")
+                written = [npy, npz, ccp4, *pngs]
+    finally:
+        stages.close()
+    if not args.quiet:
+        final = [out.resolve() / p.name for p in written]
+        print(_summary(structure, intensity, map_samplings, stages.times, final, 0, device, args.dtype,
+                       nan_note="beyond res limit"))
+    return 0
+
+
 def _versions() -> dict[str, str]:
     import gemmi
     import numpy as np
@@ -729,7 +806,8 @@ def _write_simulation(folder: Path, intensity, model, samplings, structure: Stru
     return [npy, npz, ccp4, *pngs]
 
 
-def _summary(structure, intensity, samplings, times, files, need, device, dtype) -> str:
+def _summary(structure, intensity, samplings, times, files, need, device, dtype,
+             nan_note: str = "Bragg peaks / beyond res limit") -> str:
     import numpy as np
 
     from .outputs import human_size
@@ -743,11 +821,11 @@ def _summary(structure, intensity, samplings, times, files, need, device, dtype)
     lines = [
         f"structure   {structure.path}  ({structure.space_group}, {structure.n_asu} ASU x {structure.n_atoms} atoms)",
         f"grid        {shape} = {intensity.size} points  ({ranges})",
-        f"compute     {device} {dtype}, estimated peak memory {human_size(need)}",
+        f"compute     {device} {dtype}" + (f", estimated peak memory {human_size(need)}" if need else ""),
     ]
     if finite.size:
         lo, med, hi = np.percentile(finite, [0, 50, 100])
-        lines.append(f"intensity   min {lo:.4g}  median {med:.4g}  max {hi:.4g}  ({n_nan} NaN: Bragg peaks / beyond res limit)")
+        lines.append(f"intensity   min {lo:.4g}  median {med:.4g}  max {hi:.4g}  ({n_nan} NaN: {nan_note})")
     else:
         lines.append(f"intensity   all {n_nan} points NaN")
     lines.append("time        " + "  ".join(f"{name} {t:.2f} s" for name, t in times.items()))
@@ -764,9 +842,9 @@ def run_task(args) -> int:
     """``run -c CONFIG -t TASK``: one module per task in :mod:`eryx_port.tasks`."""
     check_task(args.task)
     config = load_config(args.config)
-    from .tasks import TASKS
+    from .tasks import run
 
-    return TASKS[args.task](config, args)
+    return run(args.task, config, args)
 
 
 if __name__ == "__main__":

@@ -86,3 +86,65 @@ def test_missing_measured_map_is_refused(tmp_path, capsys):
     assert main(["run", "-c", cfg, "-t", "RigidBodyTranslations"]) == 2
     err = capsys.readouterr().err
     assert "setup.exp_map" in err and "does not exist" in err
+
+
+# ---------------------------------------------------------------- simulate --model
+
+
+def _simulate(tmp_path, model, *extra, pdb=None):
+    out = tmp_path / model
+    argv = ["simulate", pdb or structure("5zck"), "--model", model, "--hsampling", "-2", "2", "2", "--ksampling",
+            "-1", "1", "2", "--lsampling", "-1", "1", "2", "--out", str(out), "--quiet", *extra]
+    return main(argv), out
+
+
+def test_simulate_translations_map_is_the_models_map_with_its_grid(tmp_path):
+    rc, out = _simulate(tmp_path, "translations", "--sigma", "0.3", "0.4", "0.5")
+    assert rc == 0
+    model = RigidBodyTranslations(structure("5zck"), (-2, 2, 2), (-1, 1, 2), (-1, 1, 2), expand_friedel=False)
+    expected = model.apply_disorder([[0.3, 0.4, 0.5]])[0].reshape(model.map_shape).numpy()
+    np.testing.assert_allclose(np.load(out / "translations.npy"), expected, rtol=1e-12)
+    meta = np.load(out / "translations.npz")
+    assert tuple(meta["map_shape"]) == expected.shape and (out / "translations.ccp4").stat().st_size > 0
+
+
+def test_simulate_liquid_map_covers_the_padded_grid(tmp_path):
+    rc, out = _simulate(tmp_path, "liquid", "--sigma", "0.3", "--gamma", "15")
+    assert rc == 0
+    intensity = np.load(out / "liquid.npy")
+    assert intensity.shape == (13, 9, 9)  # one Miller index of padding per side, as eryx's model
+    hkl = np.load(out / "liquid.npz")["hkl_grid"]
+    assert hkl[:, 0].min() == -3 and hkl[:, 0].max() == 3 and np.isfinite(intensity).all() and intensity.max() > 0
+
+
+def test_simulate_rotations_is_reproducible_with_its_seed(tmp_path):
+    rc1, out1 = _simulate(tmp_path / "a", "rotations", "--sigma", "2", "--num-rot", "8", "--seed", "3")
+    rc2, out2 = _simulate(tmp_path / "b", "rotations", "--sigma", "2", "--num-rot", "8", "--seed", "3")
+    assert rc1 == rc2 == 0
+    a, b = np.load(out1 / "rotations.npy"), np.load(out2 / "rotations.npy")
+    assert np.isfinite(a).all() and a.max() > 0
+    np.testing.assert_array_equal(a, b)
+
+
+def test_simulate_ensemble_of_a_multi_model_file(tmp_path):
+    from eryx_port.multimodel import write_perturbed_models
+
+    pdb = write_perturbed_models(structure("5zck"), tmp_path / "ens.pdb", n_models=3)
+    rc, out = _simulate(tmp_path, "ensemble", "--weights", "1", "2", "1", pdb=str(pdb))
+    assert rc == 0
+    from eryx_port.models import Ensemble
+
+    model = Ensemble(str(pdb), (-2, 2, 2), (-1, 1, 2), (-1, 1, 2))
+    expected = model.apply_disorder(weights=np.array([0.25, 0.5, 0.25]))[0].reshape(model.map_shape).numpy()
+    got = np.load(out / "ensemble.npy")
+    assert np.nanmin(got) >= 0 and np.nanmax(got) > 0  # a variance: never negative with probabilities
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_simulate_other_model_refuses_bad_options_in_one_line(tmp_path, capsys):
+    rc, _ = _simulate(tmp_path, "rotations", "--sigma", "1", "2", "3")
+    assert rc == 2 and "--sigma takes one value for --model rotations" in capsys.readouterr().err
+    rc, _ = _simulate(tmp_path, "liquid", "--gamma", "-1")
+    assert rc == 2 and "--gamma must be > 0" in capsys.readouterr().err
+    rc, _ = _simulate(tmp_path, "translations", "--sigma", "-1")
+    assert rc == 2 and "--sigma must be >= 0" in capsys.readouterr().err
