@@ -35,7 +35,7 @@ from ..base import compute_crystal_transform, compute_molecular_transform
 from ..map_utils import generate_grid, get_resolution_mask
 from ..pdb import AtomicModel
 from ..stats import compute_cc
-from ..tensors import as_real, complex_dtype, resolve_device, resolve_dtype
+from ..tensors import as_real, resolve_device, resolve_dtype
 from ._scan import (as_gammas, as_sigmas, best, check_target, count, describe, fit_lbfgs, linspace, q2_sigma2,
                     scalar_bound, sigma_grid)
 from .onephonon import _check_sampling
@@ -216,7 +216,8 @@ class LiquidLikeMotions:
             Id = self._inside(self.apply_disorder(sigmas, gammas))
             ccs = compute_cc(Id, target.reshape(1, -1))
         i = best(ccs)
-        beats_all = bool(self.scan_ccs) and float(ccs.max()) > float(torch.stack([torch.as_tensor(c) for c in self.scan_ccs]).max())
+        earlier = [float(c) for c in self.scan_ccs]
+        beats_all = bool(earlier) and float(ccs.max()) > max(earlier)
         if self.opt_map is None or beats_all:
             self.opt_map = Id[i].reshape(self.map_shape_nopad)
         n_g = gammas.numel()

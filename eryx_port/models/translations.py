@@ -172,6 +172,7 @@ def _save(output) -> None:
 
     pyplot.gcf().savefig(output, bbox_inches="tight", dpi=300)
 
+
 def _scalars(values, name: str):
     """The entries of a scan list, each one number (plots take isotropic scans only, as in eryx)."""
     out = []
