@@ -192,46 +192,31 @@ def _scatter_into(n: int, where: torch.Tensor, values: torch.Tensor) -> torch.Te
 
 
 # Below this many (q-point x atom) pairs one direct structure-factor pass is cheaper than the grid
-# engine's setup; above it, points that lie on a product grid go through the engine (2-3x faster on
-# a CPU for 1e5 points of a 1000-atom triclinic cell, exact to round-off as well).
+# engine's setup; above it, points whose per-axis values span a box not much larger than themselves go
+# through the engine (2-3x faster on a CPU for 1e5 points of a 1000-atom triclinic cell, exact to
+# round-off as well).
 _ENGINE_MIN_PAIRS = 1 << 22
+_ENGINE_MAX_BOX = 4  # box points per needed point
 _ENGINE_SLAB_BYTES = 256 << 20
 
 
-def _product_grid(hkl: torch.Tensor):
-    """``(values per axis, index per point per axis)`` when ``hkl`` is a C-ordered product grid, else None."""
-    values, index = [], []
-    for i in range(3):
-        v, inv = torch.unique(hkl[:, i].detach(), sorted=True, return_inverse=True)
-        values.append(v)
-        index.append(inv)
-    sizes = [v.numel() for v in values]
-    if math.prod(sizes) != hkl.shape[0]:
-        return None
-    flat = (index[0] * sizes[1] + index[1]) * sizes[2] + index[2]
-    if not torch.equal(flat, torch.arange(hkl.shape[0], device=hkl.device)):
-        return None
-    return values, index
+def _engine_intensity(points, A_inv, xyz, ff_a, ff_b, ff_c, U):
+    """``sum_asu |F_asu|^2`` at Miller indices ``points`` (m, 3), by the grid engine on the box of the
+    values they take along h, k and l (the ASU box of a grid, the integral sub-grid of a crystal
+    transform, the rotated indices of a point group).
 
-
-def _engine_intensity(hkl, keep, A_inv, xyz, ff_a, ff_b, ff_c, U):
-    """``sum_asu |F_asu|^2`` at the ``keep`` points of a product grid, by the grid engine on the product of
-    the axis values they use.
-
-    Returns None where the engine does not apply (not a product grid, ASUs with different atoms).
+    Returns None where the engine does not pay or apply (a box much larger than the points, ASUs
+    with different atoms).
     """
     from .diffuse import _to_hkl
     from .grid_factors import grid_sums, plan_layout
 
     if not all(torch.equal(c[0], c[i]) for c in (ff_a, ff_b, ff_c) for i in range(1, c.shape[0])):
         return None
-    grid = _product_grid(hkl)
-    if grid is None:
+    used = [torch.unique(points[:, i].detach(), sorted=True, return_inverse=True) for i in range(3)]
+    axes = tuple(v for v, _ in used)
+    if math.prod(a.numel() for a in axes) > _ENGINE_MAX_BOX * points.shape[0]:
         return None
-    values, index = grid
-    # the axis values the kept points use (e.g. only the integral ones for a crystal transform)
-    used = [torch.unique(ix[keep], sorted=True, return_inverse=True) for ix in index]
-    axes = tuple(v[u] for v, (u, _) in zip(values, used))
     n_asu, n_atoms = xyz.shape[:2]
     if U is None:
         u = xyz.new_zeros(n_atoms)
@@ -253,15 +238,14 @@ def _engine_intensity(hkl, keep, A_inv, xyz, ff_a, ff_b, ff_c, U):
     return box[used[0][1], used[1][1], used[2][1]]
 
 
-def _intensity_at(hkl, keep, A_inv, xyz, ff_a, ff_b, ff_c, U, batch_size):
-    """``sum_asu |F_asu|^2`` (n_keep,) at the grid points ``hkl[keep]``: the grid engine for large
-    product grids, otherwise one direct structure-factor pass."""
-    n_keep = int(keep.sum())
-    if n_keep and n_keep * xyz.shape[0] * xyz.shape[1] >= _ENGINE_MIN_PAIRS:
-        values = _engine_intensity(hkl, keep, A_inv, xyz, ff_a, ff_b, ff_c, U)
+def _intensity_at(points, A_inv, xyz, ff_a, ff_b, ff_c, U, batch_size):
+    """``sum_asu |F_asu|^2`` (m,) at Miller indices ``points`` (m, 3): the grid engine for many points
+    on a compact box, otherwise one direct structure-factor pass."""
+    if points.shape[0] and points.shape[0] * xyz.shape[0] * xyz.shape[1] >= _ENGINE_MIN_PAIRS:
+        values = _engine_intensity(points, A_inv, xyz, ff_a, ff_b, ff_c, U)
         if values is not None:
             return values
-    return _incoherent_intensity(_q_of(hkl[keep], A_inv), xyz, ff_a, ff_b, ff_c, U, batch_size)
+    return _incoherent_intensity(_q_of(points, A_inv), xyz, ff_a, ff_b, ff_c, U, batch_size)
 
 
 def _hkl_tensor(hkl_grid, dtype, device) -> torch.Tensor:
@@ -315,7 +299,7 @@ def incoherent_sum_real(model, hkl_grid, sampling, U=None, mask=None, batch_size
     xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, dtype, device)
     u = _per_asu_U(U, xyz.shape[0], xyz.shape[1], dtype, device)
     A_inv = as_real(model.A_inv, dtype, device)
-    I_asu = _scatter_into(n, keep, _intensity_at(hkl, keep, A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size))
+    I_asu = _scatter_into(n, keep, _intensity_at(hkl[keep], A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size))
 
     rotations = _rotations(model.sym_ops)
     ops = map_utils.expand_sym_ops(rotations)
@@ -355,8 +339,7 @@ def incoherent_sum_reciprocal(model, hkl_grid, sampling, U=None, batch_size=1000
     xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, dtype, device)
     u = None if U is None else _per_asu_U(U, 1, xyz.shape[1], dtype, device)
     A_inv = as_real(model.A_inv, dtype, device)
-    q = _q_of(hkl_sym.reshape(-1, 3)[first], A_inv)
-    I_unique = _incoherent_intensity(q, xyz[:1], ff_a[:1], ff_b[:1], ff_c[:1], u, batch_size)
+    I_unique = _intensity_at(hkl_sym.reshape(-1, 3)[first], A_inv, xyz[:1], ff_a[:1], ff_b[:1], ff_c[:1], u, batch_size)
     return I_unique[inverse].reshape(ravel.shape).sum(dim=0)
 
 
@@ -385,7 +368,7 @@ def compute_molecular_transform(pdb_path, hsampling, ksampling, lsampling, U=Non
     if model.space_group == "P 1" and not expand_friedel:
         xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, model.dtype, model.device)
         u = _per_asu_U(U, xyz.shape[0], xyz.shape[1], model.dtype, model.device)
-        values = _intensity_at(hkl, mask, model.A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size)
+        values = _intensity_at(hkl[mask], model.A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size)
         return q_grid, _scatter_into(hkl.shape[0], mask, values).reshape(map_shape)
     if expand_friedel:
         return q_grid, incoherent_sum_real(model, hkl, sampling, U, mask, batch_size)
@@ -418,7 +401,7 @@ def compute_crystal_transform(pdb_path, hsampling, ksampling, lsampling, U=None,
             raise ValueError(f"U must be a scalar or have shape (n_atoms,) = ({n_atoms},) for all atoms of the cell, "
                              f"got {tuple(u.shape)}")
     # |F|^2 of the whole cell: the flattened atoms as one set (a coherent sum)
-    values = _intensity_at(hkl, on_peak, model.A_inv, model.xyz[None], model.ff_a[None], model.ff_b[None],
+    values = _intensity_at(hkl[on_peak], model.A_inv, model.xyz[None], model.ff_a[None], model.ff_b[None],
                            model.ff_c[None], u, batch_size)
     I = _scatter_into(hkl.shape[0], on_peak, values)
     return q_grid, I.reshape(map_shape)

@@ -192,12 +192,15 @@ def test_guinier_reconstruct_refuses_mismatches(tmp_path):
     assert torch.autograd.gradcheck(lambda x: base.guinier_reconstruct(tmp_path, 6, keep, 2, weights=x), (w,))
 
 
-@pytest.mark.parametrize("case", ["molecular", "p1", "crystal"])
+@pytest.mark.parametrize("case", ["molecular", "reciprocal", "p1", "crystal"])
 def test_grid_engine_route_equals_the_direct_route(pdb_file, monkeypatch, case):
     # large product grids go through the grid engine; force each route on a small grid and compare
     def run():
         if case == "molecular":
             return base.compute_molecular_transform(pdb_file("7n2h.pdb"), (-2, 2, 2), (-2, 2, 2), (-1, 1, 1), U=0.2)[1]
+        if case == "reciprocal":  # P 31's rotated indices: a box of the values they take
+            return base.compute_molecular_transform(pdb_file("7n2h.pdb"), (-2, 1, 2), (-1, 2, 2), (-1, 1, 1),
+                                                    expand_friedel=False, U=0.3)[1]
         if case == "p1":
             return base.compute_molecular_transform(pdb_file("2ol9.pdb"), (-2, 2, 2), (-1, 1, 2), (0, 2, 1),
                                                     expand_friedel=False, res_limit=2.0)[1]
