@@ -185,3 +185,20 @@ def test_numpy_scalar_sigma_is_accepted(triclinic):
     a = triclinic.apply_disorder(np.float64(2.0), 2, draws=draws)
     b = triclinic.apply_disorder(2.0, 2, draws=draws)
     torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+
+
+def test_a_small_memory_budget_changes_nothing_but_the_chunks(model, tmp_path):
+    small = RigidBodyRotations(pdb_path("5zck"), *SAMPLING, res_limit=4.6, max_memory=20_000)
+    draws = draw_rotations((2, model.model.n_asu, 3), torch.Generator().manual_seed(14))
+    expected = model.apply_disorder([1.0, 3.0], 3, draws=draws)
+    scale = float(expected[~torch.isnan(expected)].abs().max())
+    torch.testing.assert_close(small.apply_disorder([1.0, 3.0], 3, draws=draws), expected, rtol=1e-10,
+                               atol=1e-12 * scale, equal_nan=True)
+    one = RotationDraws(draws.quaternions[:, :, :1], draws.angles[:, :, :1])
+    small.apply_disorder([1.0, 3.0], 3, ensemble_dir=str(tmp_path), draws=one)
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    model.apply_disorder([1.0, 3.0], 3, ensemble_dir=str(whole), draws=one)
+    for a in range(model.model.n_asu):
+        saved = np.load(whole / f"rot_00003_asu{a}.npy")  # the engine rounds slabs a little differently
+        np.testing.assert_allclose(np.load(tmp_path / f"rot_00003_asu{a}.npy"), saved, rtol=0, atol=1e-13 * np.abs(saved).max())

@@ -118,34 +118,45 @@ def member_factor_slabs(axes, A_inv, xyz, U, ff_a, ff_b, ff_c, *, max_memory=Non
 
 
 def member_intensity(axes, A_inv, xyz, U, ff, weights, n_groups: int, *, max_memory=None,
-                     keep: Callable[[int, int, int, torch.Tensor], None] | None = None,
+                     keep: Callable[[int, int, int, int, torch.Tensor], None] | None = None,
                      incoherent_only: bool = False) -> torch.Tensor:
     """``sum_g [sum_m w_sm |A_gm|^2 - |sum_m w_sm A_gm|^2]`` on the grid: (n_sets, n_h, n_k, n_l).
 
     The M = n_groups * n_members copies in ``xyz`` are ordered group-major (copy ``g * n_members + m``);
     ``weights`` is real, (n_sets, n_members) shared by the groups or (n_sets, n_groups, n_members).
-    ``keep(axis, start, stop, A)``, when given, sees each slab's structure factors (e.g. to save them).
-    ``incoherent_only``: only the first sum, ``sum_g sum_m w_sm |A_gm|^2`` (the scale on which the
-    difference rounds).
+    Groups are computed a few at a time (as many as fit ``max_memory`` with the whole grid), each
+    chunk slab by slab. ``keep(first_group, axis, start, stop, A)``, when given, sees the structure
+    factors of each chunk and slab (A: (groups of the chunk * n_members, n_h, n_k, n_l) restricted to
+    ``start:stop`` along ``axis``), e.g. to save some. ``incoherent_only``: only the first sum,
+    ``sum_g sum_m w_sm |A_gm|^2`` (the scale on which the difference rounds).
     """
     M = xyz.shape[0]
     n_members = M // n_groups
     w = weights if weights.ndim == 3 else weights[:, None, :].expand(-1, n_groups, -1)
-    slabs = []
-    axis = 0
-    for axis, start, stop, A in member_factor_slabs(axes, A_inv, xyz, U, *ff, max_memory=max_memory):
-        if keep is not None:
-            keep(axis, start, stop, A)
-        A = A.reshape(n_groups, n_members, *A.shape[1:])
-        power = A.real.square() + A.imag.square()
-        wc = w.to(A.dtype)
-        coherent = torch.einsum("sgm,gm...->sg...", wc, A)
-        incoherent = torch.einsum("sgm,gm...->sg...", w, power)
-        if incoherent_only:
-            slabs.append(incoherent.sum(dim=1))
-            continue
-        slabs.append((incoherent - (coherent.real.square() + coherent.imag.square())).sum(dim=1))
-    return slabs[0] if len(slabs) == 1 else torch.cat(slabs, dim=1 + axis)
+    budget = int(max_memory) if max_memory is not None else default_max_memory(xyz.device)
+    n_points = math.prod(a.numel() for a in axes)
+    per_group = n_members * n_points * 16 * 4  # amplitudes, their powers and the contractions
+    step = max(1, min(n_groups, (budget // 2) // max(1, per_group)))
+    total = None
+    for g0 in range(0, n_groups, step):
+        g1 = min(n_groups, g0 + step)
+        rows = slice(g0 * n_members, g1 * n_members)
+        wg = w[:, g0:g1]
+        slabs, axis = [], 0
+        for axis, start, stop, A in member_factor_slabs(axes, A_inv, xyz[rows], U[rows], *(f[rows] for f in ff),
+                                                       max_memory=max_memory):
+            if keep is not None:
+                keep(g0, axis, start, stop, A)
+            A = A.reshape(g1 - g0, n_members, *A.shape[1:])
+            incoherent = torch.einsum("sgm,gm...->s...", wg, A.real.square() + A.imag.square())
+            if incoherent_only:
+                slabs.append(incoherent)
+                continue
+            coherent = torch.einsum("sgm,gm...->sg...", wg.to(A.dtype), A)
+            slabs.append(incoherent - (coherent.real.square() + coherent.imag.square()).sum(dim=1))
+        part = slabs[0] if len(slabs) == 1 else torch.cat(slabs, dim=1 + axis)
+        total = part if total is None else total + part
+    return total
 
 
 def masked_map(I: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -239,15 +250,16 @@ class Ensemble:
             raise ValueError(f"ensemble_dir {ensemble_dir!r} is not a folder")
         saved = [] if ensemble_dir is not None else None
 
-        def keep(axis, start, stop, A):
-            saved.append((axis, start, stop, A.detach()))
+        def keep(first_group, axis, start, stop, A):
+            saved.append((first_group, axis, A.detach()))
 
         I = self._maps(w, keep=keep if saved is not None else None)
         if saved is not None:
-            axis = saved[0][0]
-            A = torch.cat([a for *_, a in saved], dim=1 + axis).reshape(n_asu, n_conf, -1)
-            for asu in range(n_asu):  # a few files, one per ASU
-                save_masked(os.path.join(ensemble_dir, f"conf{self.frame:05}_asu{asu}.npy"), A[asu, -1], self.mask)
+            for asu in range(n_asu):  # a few files, one per ASU: its last conformation's slabs
+                parts = [(axis, a.reshape(-1, n_conf, *a.shape[1:])[asu - g0, -1])
+                         for g0, axis, a in saved if g0 <= asu < g0 + a.shape[0] // n_conf]
+                A = parts[0][1] if len(parts) == 1 else torch.cat([a for _, a in parts], dim=parts[0][0])
+                save_masked(os.path.join(ensemble_dir, f"conf{self.frame:05}_asu{asu}.npy"), A, self.mask)
         return masked_map(I, self.mask)
 
     def _maps(self, w, *, keep=None, incoherent_only=False) -> torch.Tensor:

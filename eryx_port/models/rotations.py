@@ -240,16 +240,20 @@ class RigidBodyRotations:
                 raise ValueError(f"ensemble_dir {ensemble_dir!r} is not a folder")
             prefix, num_rot = f"rot_{num_rot:05}", 1
         n_sigma, n_asu = s.shape[0], self.model.n_asu
+        last = (n_sigma - 1) * n_asu  # the groups (sigma, ASU) of the last sigma: their copies are saved
         saved = []
 
-        def keep(axis, start, stop, A):
-            saved.append((axis, A.detach()[(n_sigma - 1) * n_asu * num_rot :: num_rot]))
+        def keep(first_group, axis, start, stop, A):
+            n = A.shape[0] // num_rot
+            for g in range(max(first_group, last), first_group + n):
+                saved.append((g - last, axis, A[(g - first_group) * num_rot].detach()))
 
         I = self._maps(s, num_rot, generator, draws, keep=keep if prefix is not None else None)
         if prefix is not None:
-            A = torch.cat([a for _, a in saved], dim=1 + saved[0][0]) if len(saved) > 1 else saved[0][1]
             for asu in range(n_asu):  # a few files, one per ASU
-                save_masked(os.path.join(ensemble_dir, f"{prefix}_asu{asu}.npy"), A[asu], self.mask)
+                parts = [(axis, a) for g, axis, a in saved if g == asu]
+                A = parts[0][1] if len(parts) == 1 else torch.cat([a for _, a in parts], dim=parts[0][0])
+                save_masked(os.path.join(ensemble_dir, f"{prefix}_asu{asu}.npy"), A, self.mask)
         return masked_map(I, self.mask)
 
     def _maps(self, s, num_rot, generator, draws, *, keep=None, incoherent_only=False) -> torch.Tensor:
