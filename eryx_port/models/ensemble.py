@@ -292,7 +292,8 @@ class Ensemble:
             raise ValueError("weights0 must be positive (they are fitted as logarithms)")
         keep = torch.isfinite(t) & self.mask
         if mask is not None:
-            keep &= torch.as_tensor(np.asarray(mask), device=self.device).reshape(-1).to(torch.bool)
+            m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+            keep &= m.to(self.device).reshape(-1).to(torch.bool)
         if int(keep.sum()) < 2:
             raise ValueError("target has fewer than 2 usable points (finite, inside the mask)")
         t_norm = (t[keep] ** 2).sum()
