@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from . import map_utils
-from .pdb import AtomicModel
-from .scatter import structure_factors
+from . import pdb as _pdb
+from . import scatter as _scatter
 from .tensors import as_real, float_context, resolve_device
 
 __all__ = [
@@ -178,7 +178,7 @@ def _incoherent_intensity(q, xyz, ff_a, ff_b, ff_c, U, batch_size):
     if q.shape[0] == 0:
         return q.new_zeros(0)
     member = torch.repeat_interleave(torch.eye(n_asu, dtype=q.dtype, device=q.device), n_atoms, dim=0)
-    F = structure_factors(
+    F = _scatter.structure_factors(
         q, xyz.reshape(-1, 3), ff_a.reshape(n_asu * n_atoms, -1), ff_b.reshape(n_asu * n_atoms, -1),
         ff_c.reshape(-1), U=U, batch_size=batch_size, project_on_components=member, sum_over_atoms=False,
     )
@@ -346,9 +346,10 @@ def incoherent_sum_reciprocal(model, hkl_grid, sampling, U=None, batch_size=1000
 # ----------------------------------------------------------------------------- transforms
 
 
-def compute_molecular_transform(pdb_path, hsampling, ksampling, lsampling, U=None, expand_p1=True,
-                                expand_friedel=True, res_limit=0, batch_size=10000, n_processes=8, *,
-                                dtype=None, device=None):
+def compute_molecular_transform(
+    pdb_path, hsampling, ksampling, lsampling, U=None, expand_p1=True, expand_friedel=True, res_limit=0,
+    batch_size=10000, n_processes=8, *, dtype=None, device=None,
+):
     """``(q_grid, I)``: the molecular transform, the incoherent sum of the ASUs' scattering.
 
     ``expand_friedel=True`` (:func:`incoherent_sum_real`) returns a 3d map that also covers the
@@ -359,11 +360,11 @@ def compute_molecular_transform(pdb_path, hsampling, ksampling, lsampling, U=Non
     """
     del n_processes
     device = resolve_device(device) if device is not None else None
-    model = AtomicModel(pdb_path, expand_p1=expand_p1, dtype=dtype, device=device)
+    model = _pdb.AtomicModel(pdb_path, expand_p1=expand_p1, dtype=dtype, device=device)
     hkl, map_shape = map_utils.generate_grid(model.A_inv, hsampling, ksampling, lsampling, return_hkl=True)
     q_grid = _q_of(hkl, model.A_inv)
     mask, _ = map_utils.get_resolution_mask(model.cell, hkl, res_limit)
-    sampling = (hsampling[2], ksampling[2], lsampling[2])
+    rates = tuple(s[2] for s in (hsampling, ksampling, lsampling))
 
     if model.space_group == "P 1" and not expand_friedel:
         xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, model.dtype, model.device)
@@ -371,13 +372,15 @@ def compute_molecular_transform(pdb_path, hsampling, ksampling, lsampling, U=Non
         values = _intensity_at(hkl[mask], model.A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size)
         return q_grid, _scatter_into(hkl.shape[0], mask, values).reshape(map_shape)
     if expand_friedel:
-        return q_grid, incoherent_sum_real(model, hkl, sampling, U, mask, batch_size)
-    I = incoherent_sum_reciprocal(model, hkl, sampling, U, batch_size)
+        return q_grid, incoherent_sum_real(model, hkl, rates, U, mask, batch_size)
+    I = incoherent_sum_reciprocal(model, hkl, rates, U, batch_size)
     return q_grid, torch.where(mask, I, torch.zeros_like(I)).reshape(map_shape)
 
 
-def compute_crystal_transform(pdb_path, hsampling, ksampling, lsampling, U=None, expand_p1=True,
-                              res_limit=0, batch_size=5000, n_processes=8, *, dtype=None, device=None):
+def compute_crystal_transform(
+    pdb_path, hsampling, ksampling, lsampling, U=None, expand_p1=True, res_limit=0, batch_size=5000,
+    n_processes=8, *, dtype=None, device=None,
+):
     """``(q_grid, I)``: the crystal transform ``|sum_asu F_asu|^2`` at integral Miller indices.
 
     Every model (frame) of the file is read; with ``expand_p1=False`` the file's models are taken
@@ -386,7 +389,7 @@ def compute_crystal_transform(pdb_path, hsampling, ksampling, lsampling, U=None,
     """
     del n_processes
     device = resolve_device(device) if device is not None else None
-    model = AtomicModel(pdb_path, expand_p1=expand_p1, frame=-1, dtype=dtype, device=device)
+    model = _pdb.AtomicModel(pdb_path, expand_p1=expand_p1, frame=-1, dtype=dtype, device=device)
     model.flatten_model()
     hkl, map_shape = map_utils.generate_grid(model.A_inv, hsampling, ksampling, lsampling, return_hkl=True)
     q_grid = _q_of(hkl, model.A_inv)
@@ -404,4 +407,4 @@ def compute_crystal_transform(pdb_path, hsampling, ksampling, lsampling, U=None,
     values = _intensity_at(hkl[on_peak], model.A_inv, model.xyz[None], model.ff_a[None], model.ff_b[None],
                            model.ff_c[None], u, batch_size)
     I = _scatter_into(hkl.shape[0], on_peak, values)
-    return q_grid, I.reshape(map_shape)
+    return q_grid, I.view(map_shape)

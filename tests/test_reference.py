@@ -63,7 +63,8 @@ def test_diffuse_covmat_loops(anisotropic):
                 common *= np.exp(-0.5 * quad(V[j][j]) - 0.5 * quad(V[k][k]))
                 Fb += common
                 Fd += common * (np.exp(quad(V[j][k])) - 1)
-        Id[i], Ib[i] = Fd.real, Fb.real
+        Id[i] = Fd.real
+        Ib[i] = Fb.real
     got_d, got_b = reference.diffuse_covmat(q, xyz, elements, V)
     np.testing.assert_allclose(got_d.numpy(), Id, rtol=1e-11, atol=1e-12 * np.abs(Id).max())
     np.testing.assert_allclose(got_b.numpy(), Ib, rtol=1e-11, atol=1e-12 * np.abs(Ib).max())
