@@ -16,9 +16,11 @@ the default 256 eps floor), computed by the port from its own structure factors.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -41,7 +43,9 @@ _ENSEMBLE_NAME = re.compile(r"^(?P<stem>.+)_ens(?P<n>\d+)_(?P<sha>[0-9a-f]{12})\
 
 @functools.lru_cache(maxsize=None)
 def _ensemble_folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="eryx_port_ensembles_"))
+    folder = Path(tempfile.mkdtemp(prefix="eryx_port_ensembles_"))
+    atexit.register(shutil.rmtree, folder, True)  # the files are cheap to write again
+    return folder
 
 
 def ensemble_file(ref) -> str:
