@@ -25,9 +25,11 @@ Conventions of these scenarios, on top of those of ``scenarios.py``:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -42,6 +44,7 @@ from eryx_port.multimodel import write_perturbed_models  # noqa: E402  (torch-fr
 from scenarios import _module, _pdb  # noqa: E402
 
 _TMP = Path(tempfile.mkdtemp(prefix="eryx_rot_ens_"))
+atexit.register(shutil.rmtree, _TMP, True)
 ENSEMBLE_AMPLITUDE = 0.3
 
 
