@@ -194,10 +194,31 @@ def s_5zck_34(pkg, pdb_dir):
     model.apply_disorder(weights=np.array([[0.5], [0.25]]))
 
 
+def s_6o2h_35(pkg, pdb_dir):
+    """RigidBodyRotations on eryx's paper structure (P 1, 1001 atoms) on a 3 x 3 x 2 grid: two direct draws
+    (the recorder keeps 3 draws: the third is apply_disorder's first), apply_disorder with 2 sigmas of 3 rotations."""
+    seed = 35
+    model = _rotations(pkg, _pdb(pdb_dir, "6o2h_clean"), ((-1, 1, 1), (-1, 1, 1), (0, 1, 1)), batch_size=10)
+    np.random.seed(seed)
+    model.generate_rotations_around_axis(0.5, 3)
+    np.random.seed(seed)
+    model.generate_rotations_around_axis(10.0, 2, axis=np.array([0.0, 1.0, 0.0]))
+    np.random.seed(seed)
+    model.apply_disorder(np.array([0.5, 2.0]), num_rot=3)
+
+
+def s_6o2h_36(pkg, pdb_dir):
+    """Ensemble of 2 displaced copies of the paper structure (P 1) on a 3 x 3 x 2 grid: two weight sets."""
+    model = _ensemble(pkg, ensemble_pdb(pdb_dir, "6o2h_clean", 2), ((-1, 1, 1), (-1, 1, 1), (0, 1, 1)), batch_size=10)
+    model.apply_disorder(weights=np.array([[0.5, 0.5], [0.8, 0.2]]))
+
+
 SCENARIOS = {
     "5zck-s30": s_5zck_30,
     "2ol9-s31": s_2ol9_31,
     "5zck-s32": s_5zck_32,
     "2ol9-s33": s_2ol9_33,
     "5zck-s34": s_5zck_34,
+    "6o2h_clean-s35": s_6o2h_35,
+    "6o2h_clean-s36": s_6o2h_36,
 }
