@@ -177,6 +177,9 @@ def _incoherent_intensity(q, xyz, ff_a, ff_b, ff_c, U, batch_size):
     n_asu, n_atoms = xyz.shape[:2]
     if q.shape[0] == 0:
         return q.new_zeros(0)
+    if n_asu == 1:  # one set of atoms (a crystal transform): the plain sum over atoms, as eryx takes it
+        F = _scatter.structure_factors(q, xyz[0], ff_a[0], ff_b[0], ff_c[0], U=U, batch_size=batch_size)
+        return F.real**2 + F.imag**2
     member = torch.repeat_interleave(torch.eye(n_asu, dtype=q.dtype, device=q.device), n_atoms, dim=0)
     F = _scatter.structure_factors(
         q, xyz.reshape(-1, 3), ff_a.reshape(n_asu * n_atoms, -1), ff_b.reshape(n_asu * n_atoms, -1),
