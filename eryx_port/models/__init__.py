@@ -3,15 +3,15 @@
 ``from eryx_port.models import OnePhonon`` works as ``from eryx.models import OnePhonon`` does.
 """
 
-from .onephonon import OnePhonon
 from .brillouin import OnePhononBrillouin
 from .deformable import NonInteractingDeformableMolecules
+from .ensemble import Ensemble
+from .liquid import LiquidLikeMotions
+from .onephonon import OnePhonon
+from .rotations import RigidBodyRotations
+from .translations import RigidBodyTranslations
 
-__all__ = ["OnePhonon", "NonInteractingDeformableMolecules", "OnePhononBrillouin"]
-from .translations import RigidBodyTranslations  # noqa: E402
-from .liquid import LiquidLikeMotions  # noqa: E402
-__all__ += ["RigidBodyTranslations", "LiquidLikeMotions"]
-from .rotations import RigidBodyRotations  # noqa: E402
-from .ensemble import Ensemble  # noqa: E402
-
-__all__ += ["RigidBodyRotations", "Ensemble"]
+__all__ = [
+    "RigidBodyTranslations", "LiquidLikeMotions", "RigidBodyRotations", "Ensemble",
+    "NonInteractingDeformableMolecules", "OnePhonon", "OnePhononBrillouin",
+]
