@@ -24,7 +24,6 @@ Where eryx stops on a bug of its own, the port computes what eryx meant:
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 from types import SimpleNamespace

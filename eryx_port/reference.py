@@ -13,7 +13,6 @@ records with IT92 coefficients ``it92_a``, ``it92_b``, ``it92_c`` (as the traces
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch

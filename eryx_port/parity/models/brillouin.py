@@ -13,20 +13,16 @@ import torch
 
 from eryx_port.models import OnePhononBrillouin
 from trace_tools.compare import Tolerance
-from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
-from trace_tools.values import FileRef
 
+from ._recorded import structure_paths
 from .onephonon import class_scale, kvec_class
 
 _INIT = "eryx.models.OnePhononBrillouin.__init__"
 
 
 def _args(call) -> dict:
-    args = dict(call.args)
-    if isinstance(args["pdb_path"], FileRef):
-        args["pdb_path"] = str(resolve_file(args["pdb_path"]))
-    return args
+    return structure_paths(call.args)
 
 
 def _zone_classes(port: OnePhononBrillouin) -> np.ndarray:

@@ -24,10 +24,10 @@ from eryx_port.models import NonInteractingDeformableMolecules
 from trace_tools.compare import Tolerance
 from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
-from trace_tools.store import load_function
 from trace_tools.values import FileRef
 
 from ..pdb import _mirror
+from ._recorded import init_args
 from ..tolerances import inverse_floor
 
 _CLASS = "eryx.models.NonInteractingDeformableMolecules"
@@ -39,26 +39,8 @@ _CLUSTER_RTOL = 1e-9
 
 
 @functools.lru_cache(maxsize=None)
-def _init_calls() -> dict:
-    trace = load_function(_INIT)
-    if trace is None:
-        raise LookupError(f"no trace of {_INIT}: record it first (trace-tools record)")
-    return {c.scenario: c for c in trace.calls}
-
-
-def _init_args(scenario: str) -> dict:
-    calls = _init_calls()
-    if scenario not in calls:
-        raise LookupError(f"scenario {scenario!r} has no recorded {_INIT} call")
-    args = dict(calls[scenario].args)
-    if isinstance(args["pdb_path"], FileRef):
-        args["pdb_path"] = str(resolve_file(args["pdb_path"]))
-    return args
-
-
-@functools.lru_cache(maxsize=None)
 def _built(scenario: str) -> NonInteractingDeformableMolecules:
-    return NonInteractingDeformableMolecules(**_init_args(scenario))
+    return NonInteractingDeformableMolecules(**init_args(_INIT, scenario))
 
 
 def _port(call) -> NonInteractingDeformableMolecules:
@@ -219,7 +201,7 @@ def _map_fn(call, name, scl=None):
     On the scenario's structure with a 3 x 3 x 3 grid; divided by its largest value and reduced to
     3 fixed random projections (one backward pass per output in gradcheck).
     """
-    args = _init_args(call.scenario)
+    args = init_args(_INIT, call.scenario)
     args.update(hsampling=(-1, 1, 1), ksampling=(-1, 1, 1), lsampling=(-1, 1, 1), res_limit=0)
     scl = bool(call.args.get("scl", True)) if scl is None else scl
     port = NonInteractingDeformableMolecules(**args)

@@ -16,11 +16,10 @@ import functools
 import torch
 
 from eryx_port.models import LiquidLikeMotions
-from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
-from trace_tools.values import FileRef
 
-from .translations import init_args, method_outcome, plot_outcome, projected, sigma_start, with_read_state, written
+from ._recorded import init_args, structure_paths
+from .translations import method_outcome, plot_outcome, projected, sigma_start, with_read_state, written
 
 _NAME = "eryx.models.LiquidLikeMotions"
 GAMMA = (2.5, 6.0)  # correlation lengths at which the gradients are checked (Angstrom)
@@ -39,9 +38,7 @@ def _(call):
 @parity(f"{_NAME}._setup", port="eryx_port.models.LiquidLikeMotions._setup")
 def _(call):
     port = copy.copy(_built(call.scenario))
-    a = dict(call.args)
-    if isinstance(a["pdb_path"], FileRef):
-        a["pdb_path"] = str(resolve_file(a["pdb_path"]))
+    a = structure_paths(call.args)
     return method_outcome(port, call, lambda p: p._setup(**a))
 
 

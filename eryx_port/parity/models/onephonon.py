@@ -23,9 +23,9 @@ from eryx_port.models import OnePhonon
 from trace_tools.compare import Tolerance
 from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
-from trace_tools.store import load_function
 from trace_tools.values import FileRef
 
+from ._recorded import init_args
 from ..tolerances import inverse_floor
 
 _INIT = "eryx.models.OnePhonon.__init__"
@@ -39,26 +39,8 @@ _EPS = float(np.finfo(np.float64).eps)
 
 
 @functools.lru_cache(maxsize=None)
-def _init_calls() -> dict:
-    trace = load_function(_INIT)
-    if trace is None:
-        raise LookupError(f"no trace of {_INIT}: record it first (trace-tools record)")
-    return {c.scenario: c for c in trace.calls}
-
-
-def _init_args(scenario: str) -> dict:
-    calls = _init_calls()
-    if scenario not in calls:
-        raise LookupError(f"scenario {scenario!r} has no recorded OnePhonon constructor call")
-    args = dict(calls[scenario].args)
-    if isinstance(args["pdb_path"], FileRef):
-        args["pdb_path"] = str(resolve_file(args["pdb_path"]))
-    return args
-
-
-@functools.lru_cache(maxsize=None)
 def _built(scenario: str) -> OnePhonon:
-    return OnePhonon(**_init_args(scenario), progress=False)
+    return OnePhonon(**init_args(_INIT, scenario), progress=False)
 
 
 def _port(call) -> OnePhonon:
@@ -330,7 +312,7 @@ def _small_map_fn(call, name):
     The map is divided by its largest value (finite differences then see values of order one) and
     reduced to 3 fixed random projections (gradcheck needs one backward pass per output value).
     """
-    args = _init_args(call.scenario)
+    args = init_args(_INIT, call.scenario)
     args.update(hsampling=(-1, 1, 2), ksampling=(-1, 1, 2), lsampling=(-1, 1, 2), res_limit=0.0, model="gnm")
     use_data_adp = name == "adp"
     port = OnePhonon(**args, progress=False)

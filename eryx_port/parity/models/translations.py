@@ -21,27 +21,12 @@ import numpy as np
 import torch
 
 from eryx_port.models import RigidBodyTranslations
-from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
-from trace_tools.store import load_function
-from trace_tools.values import FileRef
+
+from ._recorded import init_args, structure_paths
 
 _NAME = "eryx.models.RigidBodyTranslations"
 _SCAN_LISTS = ("scan_sigmas", "scan_gammas", "scan_ccs")
-
-
-def init_args(init_name: str, scenario: str) -> dict:
-    """The recorded constructor arguments of ``scenario`` (the structure file resolved to a path)."""
-    trace = load_function(init_name)
-    if trace is None:
-        raise LookupError(f"no trace of {init_name}: record it first (trace-tools record)")
-    calls = {c.scenario: c for c in trace.calls}
-    if scenario not in calls:
-        raise LookupError(f"scenario {scenario!r} has no recorded {init_name} call")
-    args = dict(calls[scenario].args)
-    if isinstance(args["pdb_path"], FileRef):
-        args["pdb_path"] = str(resolve_file(args["pdb_path"]))
-    return args
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,9 +117,7 @@ def _(call):
 @parity(f"{_NAME}._setup", port="eryx_port.models.RigidBodyTranslations._setup")
 def _(call):
     port = copy.copy(_built(call.scenario))
-    a = dict(call.args)
-    if isinstance(a["pdb_path"], FileRef):
-        a["pdb_path"] = str(resolve_file(a["pdb_path"]))
+    a = structure_paths(call.args)
     return method_outcome(port, call, lambda p: p._setup(**a))
 
 
