@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .. import scatter
+from ._atoms import override_atoms
 from ..gnm import PINV_RCOND, GaussianNetworkModel
 from ..map_utils import generate_grid, get_resolution_mask
 from ..pdb import AtomicModel
@@ -126,21 +127,12 @@ class NonInteractingDeformableMolecules:
         )
 
     def _apply_overrides(self):
-        shape = tuple(self.model.xyz.shape)
-        if self._xyz_override is not None:
-            xyz = as_real(self._xyz_override, self.dtype, self.device)
-            if tuple(xyz.shape) != shape:
-                raise ValueError(f"xyz must have shape {shape} (n_asu, n_atoms, 3), got {tuple(xyz.shape)}")
-            self.model.xyz = xyz
         if self._adp_override is not None:
             adp = as_real(self._adp_override, self.dtype, self.device)
-            if tuple(adp.shape) == shape[1:2]:
-                adp = adp.expand(shape[0], shape[1])
-            if tuple(adp.shape) != shape[:2]:
-                raise ValueError(f"adp must have shape {shape[1:2]} or {shape[:2]}, got {tuple(adp.shape)}")
-            if not bool(torch.isfinite(adp.detach()).all()) or float(adp.detach()[0].mean()) <= 0:
+            first_asu = adp.detach().reshape(-1, adp.shape[-1])[0] if adp.ndim else adp.detach()
+            if not bool(torch.isfinite(adp.detach()).all()) or float(first_asu.mean()) <= 0:
                 raise ValueError("adp must be finite B-factors with a positive mean over the first ASU")
-            self.model.adp = adp
+        override_atoms(self.model, self._xyz_override, self._adp_override, self.dtype, self.device)
 
     def _setup_gnm(self, pdb_path, gnm_cutoff):
         """The all-atom network: springs of constant 1 inside each ASU, none between ASUs."""

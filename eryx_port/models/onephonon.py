@@ -36,6 +36,7 @@ from ..pdb import AtomicModel, Crystal
 from ..gnm import GaussianNetworkModel
 from ..tensors import as_real, complex_dtype, resolve_device, resolve_dtype
 from ..validation import check_network, check_rigid_bodies
+from ._atoms import override_atoms
 
 __all__ = ["OnePhonon"]
 
@@ -232,19 +233,7 @@ class OnePhonon:
 
     def _apply_overrides(self):
         """Put user tensors (possibly requiring grad) in place of the file's coordinates / B-factors."""
-        shape = tuple(self.model.xyz.shape)
-        if self._xyz_override is not None:
-            xyz = as_real(self._xyz_override, self.dtype, self.device)
-            if tuple(xyz.shape) != shape:
-                raise ValueError(f"xyz must have shape {shape} (n_asu, n_atoms, 3), got {tuple(xyz.shape)}")
-            self.model.xyz = xyz
-        if self._adp_override is not None:
-            adp = as_real(self._adp_override, self.dtype, self.device)
-            if tuple(adp.shape) == shape[1:2]:
-                adp = adp.expand(shape[0], shape[1])
-            if tuple(adp.shape) != shape[:2]:
-                raise ValueError(f"adp must have shape {shape[1:2]} or {shape[:2]}, got {tuple(adp.shape)}")
-            self.model.adp = adp
+        override_atoms(self.model, self._xyz_override, self._adp_override, self.dtype, self.device)
 
     def _setup_phonons(self, pdb_path, model, gnm_cutoff, gamma_intra, gamma_inter):
         """Rigid-body matrices, k-vectors, then GNM phonons and covariance, or eryx's 'rb' model."""
