@@ -173,6 +173,21 @@ def save_masked(path: str, A: torch.Tensor, mask: torch.Tensor) -> None:
 # ---------------------------------------------------------------- the model
 
 
+def fit_points(t: torch.Tensor, inside: torch.Tensor, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points of a flat target that a least-squares fit uses (finite, inside the model's mask and the
+    user's ``mask``) and the target's squared norm there, refusing a target with nothing to fit."""
+    keep = torch.isfinite(t) & inside
+    if mask is not None:
+        m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+        keep &= m.to(t.device).reshape(-1).to(torch.bool)
+    if int(keep.sum()) < 2:
+        raise ValueError("target has fewer than 2 usable points (finite, inside the mask)")
+    t_norm = (t[keep] ** 2).sum()
+    if not float(t_norm) > 0:
+        raise ValueError("target is zero at every usable point")
+    return keep, t_norm
+
+
 class Ensemble:
     """Ensemble disorder from the models of a multi-model PDB (eryx's ``Ensemble``, in torch).
 
@@ -290,15 +305,7 @@ class Ensemble:
         w0 = self._weights(weights0)[0].detach()
         if bool((w0 <= 0).any()):
             raise ValueError("weights0 must be positive (they are fitted as logarithms)")
-        keep = torch.isfinite(t) & self.mask
-        if mask is not None:
-            m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
-            keep &= m.to(self.device).reshape(-1).to(torch.bool)
-        if int(keep.sum()) < 2:
-            raise ValueError("target has fewer than 2 usable points (finite, inside the mask)")
-        t_norm = (t[keep] ** 2).sum()
-        if not float(t_norm) > 0:
-            raise ValueError("target is zero at every usable point")
+        keep, t_norm = fit_points(t, self.mask, mask)
         to_weights = (lambda x: torch.softmax(x, dim=0)) if normalize else torch.exp
         x = (w0 / w0.sum() if normalize else w0).log().clone().requires_grad_(True)
         opt = torch.optim.LBFGS([x], max_iter=max_iter, tolerance_grad=tolerance, tolerance_change=tolerance * 1e-3,

@@ -34,7 +34,7 @@ from ..pdb import AtomicModel
 from ..stats import compute_cc
 from ..tensors import as_real, resolve_device, resolve_dtype
 from ._scan import best, check_target, linspace
-from .ensemble import check_res_limit, check_sampling, masked_map, member_intensity, save_masked, setup_grid
+from .ensemble import check_res_limit, check_sampling, fit_points, masked_map, member_intensity, save_masked, setup_grid
 
 __all__ = ["RigidBodyRotations", "RotationDraws", "draw_rotations", "numpy_legacy_draws", "rotations_from_draws"]
 
@@ -316,15 +316,7 @@ class RigidBodyRotations:
             draws = draw_rotations(shape, generator if generator is not None else self.generator,
                                    dtype=self.dtype, device=self.device)
         draws = _check_draws(draws, shape, self.dtype, self.device)
-        keep = torch.isfinite(t) & self.mask
-        if mask is not None:
-            m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
-            keep &= m.to(self.device).reshape(-1).to(torch.bool)
-        if int(keep.sum()) < 2:
-            raise ValueError("target has fewer than 2 usable points (finite, inside the mask)")
-        t_norm = (t[keep] ** 2).sum()
-        if not float(t_norm) > 0:
-            raise ValueError("target is zero at every usable point")
+        keep, t_norm = fit_points(t, self.mask, mask)
         log_s = torch.tensor(math.log(s0), dtype=self.dtype, device=self.device, requires_grad=True)
         opt = torch.optim.LBFGS([log_s], max_iter=_count(max_iter, "max_iter"), tolerance_grad=tolerance,
                                 tolerance_change=tolerance * 1e-3, history_size=10, line_search_fn="strong_wolfe")
