@@ -652,13 +652,9 @@ def _checked(check: Callable, name: str, value: Any, **kwargs):
         raise UsageError(str(exc)) from exc
 
 
-def run_simulate(args) -> int:
-    if args.model != "onephonon":
-        return run_simulate_other(args)
+def _simulate_inputs(args):
+    """What every ``simulate`` checks first: (samplings, output folder, device, structure path, Structure)."""
     samplings = _sim_samplings(args)
-    gamma_intra = _checked(check_positive, "--gamma-intra", args.gamma_intra)
-    gamma_inter = _checked(check_positive, "--gamma-inter", args.gamma_inter)
-    cutoff = _checked(check_positive, "--cutoff", args.cutoff)
     if not math.isfinite(args.res_limit) or args.res_limit < 0:
         raise UsageError(f"--res-limit must be >= 0 Angstrom, got {args.res_limit:g}")
     out = Path(args.out).expanduser()
@@ -666,10 +662,19 @@ def run_simulate(args) -> int:
         raise UsageError(f"--out {str(out)!r} exists and is not a folder")
     check_writable(out, "--out folder")
     device = check_device(args.device)
-
     path = Path(args.pdb).expanduser() if args.pdb else demo_structure()
     structure = check_structure(path)
     warn_symmetry(structure)
+    return samplings, out, device, path, structure
+
+
+def run_simulate(args) -> int:
+    if args.model != "onephonon":
+        return run_simulate_other(args)
+    gamma_intra = _checked(check_positive, "--gamma-intra", args.gamma_intra)
+    gamma_inter = _checked(check_positive, "--gamma-inter", args.gamma_inter)
+    cutoff = _checked(check_positive, "--cutoff", args.cutoff)
+    samplings, out, device, path, structure = _simulate_inputs(args)
     itemsize = 8 if args.dtype == "float64" else 4
     batch_size = 10000
     max_memory = args.max_memory or _default_max_memory(device)
@@ -715,19 +720,9 @@ def run_simulate_other(args) -> int:
     from .map_utils import generate_grid
     from .tasks import simulate
 
-    samplings = _sim_samplings(args)
-    if not math.isfinite(args.res_limit) or args.res_limit < 0:
-        raise UsageError(f"--res-limit must be >= 0 Angstrom, got {args.res_limit:g}")
     if args.num_rot <= 0:
         raise UsageError(f"--num-rot must be a positive integer, got {args.num_rot}")
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} exists and is not a folder")
-    check_writable(out, "--out folder")
-    device = check_device(args.device)
-    path = Path(args.pdb).expanduser() if args.pdb else demo_structure()
-    structure = check_structure(path, expand_p1=True)
-    warn_symmetry(structure)
+    samplings, out, device, path, structure = _simulate_inputs(args)
     model_kwargs = dict(pdb_path=str(path), hsampling=samplings[0], ksampling=samplings[1], lsampling=samplings[2],
                         res_limit=float(args.res_limit))
     stem = args.model
