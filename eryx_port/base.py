@@ -318,31 +318,37 @@ def incoherent_sum_real(model, hkl_grid, sampling, U=None, mask=None, batch_size
     return map_utils.resize_map(I, extents, box_sampling)
 
 
+# rotated Miller indices count as the same index when they agree to 1e-6 (exact up to rounding)
+_INDEX_MATCH = 1e6
+
+
 def incoherent_sum_reciprocal(model, hkl_grid, sampling, U=None, batch_size=10000, n_processes=8, *,
                               dtype=None, device=None):
     """Incoherent sum over ASUs as ``sum_R |F_0(hkl R)|^2``: the first ASU at every rotated index.
 
     Rotating the Miller index by each operator R of the point group replaces rotating the
-    molecule; each distinct rotated index is evaluated once (indices are matched after rounding
-    to the grid, as eryx matches them). Keeps the extents of ``hkl_grid``: returns (n_points,).
+    molecule; each distinct rotated index is evaluated once. Indices are matched exactly (to 1e-6
+    of a Miller unit), not after rounding to the grid as eryx does: where the grid's oversampling
+    does not suit the symmetry (P 31 with different h and k oversampling, say), eryx's rounding
+    pairs distinct indices (on 7n2h, (-3,3,2),(-3,3,1),(-2,3,1): 52% off the sum), while this is the sum itself (on grids that suit
+    the symmetry both agree). Keeps the extents of ``hkl_grid``: returns (n_points,).
     """
     del n_processes
     dtype, device = _model_context(model, dtype, device)
     hkl = _hkl_tensor(hkl_grid, dtype, device)
-    rates = _sampling3(sampling)
+    _sampling3(sampling)  # checked as eryx's argument; exact matching needs no grid
     hkl_sym = map_utils.get_symmetry_equivalents(hkl, _rotations(model.sym_ops))  # (n_ops, n, 3)
-    ravel, _ = map_utils.get_ravel_indices(hkl_sym, rates)
-    ravel = ravel.to(device)
-    flat = ravel.reshape(-1)
-    unique, inverse = torch.unique(flat, return_inverse=True)
+    keys = torch.round(hkl_sym.detach().reshape(-1, 3) * _INDEX_MATCH).to(torch.int64)
+    unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
     # the first occurrence of each index (operator 0 first, where it has it) stands for all of them
-    first = torch.full((unique.numel(),), flat.numel(), dtype=torch.long, device=device)
-    first = first.scatter_reduce(0, inverse, torch.arange(flat.numel(), device=device), reduce="amin")
+    n = inverse.numel()
+    first = torch.full((unique.shape[0],), n, dtype=torch.long, device=device)
+    first = first.scatter_reduce(0, inverse, torch.arange(n, device=device), reduce="amin")
     xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, dtype, device)
     u = None if U is None else _per_asu_U(U, 1, xyz.shape[1], dtype, device)
     A_inv = as_real(model.A_inv, dtype, device)
     I_unique = _intensity_at(hkl_sym.reshape(-1, 3)[first], A_inv, xyz[:1], ff_a[:1], ff_b[:1], ff_c[:1], u, batch_size)
-    return I_unique[inverse].reshape(ravel.shape).sum(dim=0)
+    return I_unique[inverse].reshape(hkl_sym.shape[:2]).sum(dim=0)
 
 
 # ----------------------------------------------------------------------------- transforms
