@@ -42,7 +42,7 @@ REQUIRED = {
     "eryx.map_utils": [
         "generate_grid", "compute_resolution", "get_resolution_mask", "get_symmetry_equivalents",
         "get_ravel_indices", "get_dq_map", "get_hkl_extents", "expand_sym_ops", "compute_multiplicity",
-        "get_centered_sampling", "resize_map", "get_asu_mask",
+        "get_centered_sampling", "resize_map", "get_asu_mask", "parse_asu_condition",
     ],
     "eryx.scatter": ["compute_form_factors", "structure_factors_batch", "structure_factors"],
     "eryx.pdb": [
@@ -52,6 +52,7 @@ REQUIRED = {
         "GaussianNetworkModel.__init__", "GaussianNetworkModel.build_gamma",
         "GaussianNetworkModel.build_neighbor_list", "GaussianNetworkModel.compute_hessian",
         "GaussianNetworkModel.compute_K", "GaussianNetworkModel.compute_Kinv",
+        "AtomicModel.extract_frame", "Crystal.__init__", "Crystal.supercell_extent",
     ],
     "eryx.models": [
         "OnePhonon.__init__", "OnePhonon._setup", "OnePhonon._setup_phonons", "OnePhonon._build_A",
@@ -59,7 +60,24 @@ REQUIRED = {
         "OnePhonon._build_kvec_Brillouin", "OnePhonon._center_kvec", "OnePhonon._at_kvec_from_miller_points",
         "OnePhonon.compute_gnm_phonons", "OnePhonon.compute_hessian", "OnePhonon.compute_covariance_matrix",
         "OnePhonon.apply_disorder", "OnePhonon.compute_rb_phonons",
+        # issue 10: every other model
+        "RigidBodyTranslations.__init__", "RigidBodyTranslations.apply_disorder", "RigidBodyTranslations.optimize",
+        "RigidBodyTranslations.plot_scan", "LiquidLikeMotions.__init__", "LiquidLikeMotions.fft_convolve",
+        "LiquidLikeMotions.apply_disorder", "LiquidLikeMotions.optimize", "LiquidLikeMotions.plot_scan",
+        "RigidBodyRotations.__init__", "RigidBodyRotations.generate_rotations_around_axis",
+        "RigidBodyRotations.apply_disorder", "RigidBodyRotations.optimize", "Ensemble.__init__",
+        "Ensemble.apply_disorder", "NonInteractingDeformableMolecules.__init__",
+        "NonInteractingDeformableMolecules.compute_covariance_matrix",
+        "NonInteractingDeformableMolecules.compute_scl_intensity",
+        "NonInteractingDeformableMolecules.compute_intensity_naive",
+        "NonInteractingDeformableMolecules.apply_disorder", "OnePhononBrillouin.__init__",
     ],
+    "eryx.base": [
+        "compute_molecular_transform", "compute_crystal_transform", "incoherent_sum_real",
+        "incoherent_sum_reciprocal", "guinier_reconstruct", "natural_sort",
+    ],
+    "eryx.stats": ["compute_cc", "compute_cc_by_shell", "compute_cc_by_dq"],
+    "eryx.reference": ["structure_factors", "diffuse_covmat"],
 }
 
 
