@@ -250,6 +250,85 @@ def _intensity_at(points, A_inv, xyz, ff_a, ff_b, ff_c, U, batch_size):
     return _incoherent_intensity(_q_of(points, A_inv), xyz, ff_a, ff_b, ff_c, U, batch_size)
 
 
+# Working memory of one slab of the separable sums below (a few MiB: slabs stay in cache and reuse
+# the allocator's blocks instead of touching fresh pages).
+_BOX_SLAB_BYTES = 4 << 20
+
+
+def _separable_ok(xyz, ff_a, ff_b, ff_c, U) -> bool:
+    """The box sums below apply: ``U`` absent or one value for all atoms, every ASU with the same atoms."""
+    if U is not None and U.ndim != 0:
+        return False
+    return all(torch.equal(c[0], c[i]) for c in (ff_a, ff_b, ff_c) for i in range(1, c.shape[0]))
+
+
+def _box_intensity(axes, A_inv, xyz, ff_a, ff_b, ff_c, U):
+    """``sum_asu |F_asu|^2`` on the product grid of the Miller indices ``axes`` (h, k, l values):
+    (n_h, n_k, n_l). ``U`` is None or a scalar; the ASUs share their form factors.
+
+    ``exp(i q.r) = exp(2 pi i h x) exp(2 pi i k y) exp(2 pi i l z)`` (x, y, z fractional), so per
+    element (atoms with one set of form-factor coefficients) the sum over its atoms is a batched
+    matrix product of the (h, k) phase table with the l table; no transcendental function is taken
+    per (atom, point) pair. Slabs of h bound the memory.
+    """
+    n_asu, n_atoms = xyz.shape[:2]
+    coefs = torch.cat([ff_a[0], ff_b[0], ff_c[0][:, None]], dim=1)
+    distinct, inverse = torch.unique(coefs.detach(), dim=0, return_inverse=True)
+    order = torch.argsort(inverse, stable=True)
+    sizes = torch.bincount(inverse, minlength=distinct.shape[0]).tolist()
+    coefs = coefs[order[torch.cumsum(torch.tensor([0] + sizes[:-1]), 0)]]  # one row per element
+    n_g = ff_a.shape[-1]
+    frac = xyz[:, order] @ A_inv.T  # (n_asu, n_atoms, 3) fractional coordinates
+    tables = [torch.polar(torch.ones_like(a)[:, None, None].expand(-1, n_asu, n_atoms),
+                          (2 * math.pi) * a[:, None, None] * frac[None, :, :, d]) for d, a in enumerate(axes)]
+    n0, n1, n2 = (int(a.numel()) for a in axes)
+    Z = tables[2].permute(1, 2, 0)  # (n_asu, n_atoms, n_l)
+    G = A_inv @ A_inv.T
+    row_bytes = 16 * n1 * (n_asu * (n_atoms + 2 * n2) + 2 * n2)
+    width = max(1, min(n0, _BOX_SLAB_BYTES // max(1, row_bytes)))
+    out = []
+    for start in range(0, n0, width):
+        stop = min(n0, start + width)
+        h = axes[0][start:stop].reshape(-1, 1, 1)
+        k, l = axes[1].reshape(1, -1, 1), axes[2].reshape(1, 1, -1)
+        # |q|^2 = 4 pi^2 hkl G hkl^T
+        qsq = (h * h * G[0, 0] + k * k * G[1, 1] + l * l * G[2, 2]
+               + 2 * (h * k * G[0, 1] + h * l * G[0, 2] + k * l * G[1, 2])) * (4 * math.pi**2)
+        s2 = (qsq / (16 * math.pi**2)).reshape(-1, n2)
+        XY = (tables[0][start:stop, None] * tables[1][None]).permute(2, 0, 1, 3).reshape(n_asu, -1, n_atoms)
+        F = None
+        first = 0
+        for e, size in enumerate(sizes):
+            c = coefs[e]
+            f = c[0] * torch.exp(-c[n_g] * s2)
+            for i in range(1, n_g):
+                f = f + c[i] * torch.exp(-c[n_g + i] * s2)
+            f = f + c[2 * n_g]
+            S = torch.bmm(XY[:, :, first:first + size], Z[:, first:first + size])
+            S = S * f
+            F = S if F is None else F + S
+            first += size
+        if U is not None:
+            F = F * torch.exp(-0.5 * qsq.reshape(-1, n2) * U)
+        out.append((F.real**2 + F.imag**2).sum(dim=0).reshape(stop - start, n1, n2))
+    return torch.cat(out) if len(out) > 1 else out[0]
+
+
+def _grid_values(axes, keep, A_inv, xyz, ff_a, ff_b, ff_c, U, batch_size):
+    """``sum_asu |F_asu|^2`` at the True points of ``keep`` (the grid of ``axes``), in C order."""
+    n_keep = int(keep.sum())
+    if n_keep == 0:
+        return A_inv.new_zeros(0)
+    used = [keep.any(dim=(1, 2)), keep.any(dim=(0, 2)), keep.any(dim=(0, 1))]
+    sub = [a[u] for a, u in zip(axes, used)]
+    if _separable_ok(xyz, ff_a, ff_b, ff_c, U) and math.prod(a.numel() for a in sub) <= _ENGINE_MAX_BOX * n_keep:
+        inside = keep[used[0]][:, used[1]][:, :, used[2]]
+        return _box_intensity(sub, A_inv, xyz, ff_a, ff_b, ff_c, U)[inside]
+    idx = keep.nonzero()
+    points = torch.stack([axes[d][idx[:, d]] for d in range(3)], dim=1)
+    return _intensity_at(points, A_inv, xyz, ff_a, ff_b, ff_c, U, batch_size)
+
+
 def _hkl_tensor(hkl_grid, dtype, device) -> torch.Tensor:
     hkl = as_real(hkl_grid, dtype, device)
     if hkl.ndim != 2 or hkl.shape[1] != 3 or hkl.shape[0] == 0:
@@ -296,6 +375,12 @@ def incoherent_sum_real(model, hkl_grid, sampling, U=None, mask=None, batch_size
         if m.numel() != n:
             raise ValueError(f"mask must have {n} elements (one per grid point), got {m.numel()}")
         keep = m.to(torch.bool)
+    axes = _product_axes(hkl)
+    if axes is not None:
+        I = _incoherent_sum_real_grid(model, axes, rates, U, keep.reshape(tuple(a.numel() for a in axes)),
+                                      batch_size, dtype, device)
+        if I is not None:
+            return I
     keep = keep & map_utils.get_asu_mask(model.space_group, hkl, device=device)
 
     xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, dtype, device)
@@ -315,6 +400,67 @@ def incoherent_sum_real(model, hkl_grid, sampling, U=None, mask=None, batch_size
     mult = mult.to(device=device, dtype=dtype)
     I = I.reshape(box) / (mult.max() / mult)
     extents = [(int(hkl[:, i].min()), int(hkl[:, i].max()), rates[i]) for i in range(3)]
+    return map_utils.resize_map(I, extents, box_sampling)
+
+
+def _product_axes(hkl: torch.Tensor):
+    """The h, k and l values of ``hkl`` (n, 3) when it is their product grid in C order (h slowest, as
+    :func:`eryx_port.map_utils.generate_grid` lays it out); None otherwise."""
+    n = hkl.shape[0]
+    first = hkl[0]
+    h_changes = (hkl[:, 0] != first[0]).nonzero()
+    n_kl = int(h_changes[0]) if h_changes.numel() else n
+    k_changes = (hkl[:n_kl, 1] != first[1]).nonzero()
+    n_l = int(k_changes[0]) if k_changes.numel() else n_kl
+    if n_l == 0 or n_kl % n_l or n % n_kl:
+        return None
+    axes = (hkl[::n_kl, 0], hkl[:n_kl:n_l, 1], hkl[:n_l, 2])
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+    return axes if torch.equal(grid, hkl) else None
+
+
+def _incoherent_sum_real_grid(model, axes, rates, U, keep, batch_size, dtype, device):
+    """:func:`incoherent_sum_real` on the product grid of ``axes`` (keep: its (n_h, n_k, n_l) mask),
+    with the symmetry bookkeeping in integers; None where the grid or the operators are not integral
+    over the rates (the caller then takes the general route).
+
+    Every operator maps a grid point to the box point ``n @ M``, whose flat index is affine in the
+    three axis indices; the multiplicity of a box point is its orbit size. Only points that carry
+    a value (in the ASU and in ``keep``) are spread.
+    """
+    hkl_n = [map_utils.integral_axis(a, r) for a, r in zip(axes, rates)]
+    rotations = torch.stack(list(_rotations(model.sym_ops).values())).cpu()
+    ops = map_utils.integral_operators(torch.cat([rotations, -rotations]), rates)  # expand_sym_ops' order
+    if ops is None or any(a is None for a in hkl_n):
+        return None
+    lower, upper = map_utils.image_bounds(hkl_n, ops)
+    box = tuple(int(v) for v in upper - lower + 1)
+    box_sampling = map_utils.get_centered_sampling(box, rates)
+    box_n = [map_utils.integral_axis(a, r) for a, r in
+             zip(map_utils.grid_axes(*box_sampling, dtype=torch.float64), rates)]
+    if any(a is None for a in box_n) or tuple(a.numel() for a in box_n) != box:
+        return None
+    mult = map_utils.orbit_sizes(box_n, ops)
+    if mult is None:
+        return None
+
+    keep = keep & map_utils.asu_mask_on_grid(model.space_group, axes).to(keep.device)
+    xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, dtype, device)
+    u = _per_asu_U(U, xyz.shape[0], xyz.shape[1], dtype, device)
+    A_inv = as_real(model.A_inv, dtype, device)
+    values = _grid_values(axes, keep, A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size)
+
+    strides = torch.tensor([box[1] * box[2], box[2], 1], dtype=torch.int64)
+    weights = (ops @ strides).to(device)  # (n_ops, 3): flat-index step per unit of n along h, k, l
+    offset = int(lower @ strides)
+    idx = keep.nonzero()  # (n_keep, 3), the order of values
+    ravel = -offset
+    for d in range(3):
+        ravel = ravel + hkl_n[d].to(device)[idx[:, d]][None, :] * weights[:, d, None]
+    I = values.new_zeros(math.prod(box)).index_add_(0, ravel.reshape(-1), values.repeat(ops.shape[0]))
+    mult = mult.to(device=device, dtype=dtype)
+    I = I.reshape(box) / (mult.max() / mult)
+    extents = [(int(a.min()), int(a.max()), r) for a, r in zip(axes, rates)]
     return map_utils.resize_map(I, extents, box_sampling)
 
 
@@ -354,6 +500,14 @@ def incoherent_sum_reciprocal(model, hkl_grid, sampling, U=None, batch_size=1000
 # ----------------------------------------------------------------------------- transforms
 
 
+def _grid_setup(model, hsampling, ksampling, lsampling):
+    """Axis values, flat hkl grid, map shape and q-vectors of a transform's grid (generate_grid's layout)."""
+    axes = map_utils.grid_axes(hsampling, ksampling, lsampling, dtype=model.A_inv.dtype, device=model.A_inv.device)
+    map_shape = tuple(int(a.numel()) for a in axes)
+    hkl = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+    return axes, hkl, map_shape, _q_of(hkl, model.A_inv)
+
+
 def compute_molecular_transform(
     pdb_path, hsampling, ksampling, lsampling, U=None, expand_p1=True, expand_friedel=True, res_limit=0,
     batch_size=10000, n_processes=8, *, dtype=None, device=None,
@@ -369,20 +523,29 @@ def compute_molecular_transform(
     del n_processes
     device = resolve_device(device) if device is not None else None
     model = _pdb.AtomicModel(pdb_path, expand_p1=expand_p1, dtype=dtype, device=device)
-    hkl, map_shape = map_utils.generate_grid(model.A_inv, hsampling, ksampling, lsampling, return_hkl=True)
-    q_grid = _q_of(hkl, model.A_inv)
-    mask, _ = map_utils.get_resolution_mask(model.cell, hkl, res_limit)
+    return _molecular_transform_of(model, hsampling, ksampling, lsampling, U, expand_friedel, res_limit, batch_size)
+
+
+def _molecular_transform_of(model, hsampling, ksampling, lsampling, U=None, expand_friedel=True, res_limit=0,
+                           batch_size=10000):
+    """:func:`compute_molecular_transform` of an :class:`~eryx_port.pdb.AtomicModel` already read."""
+    axes, hkl, map_shape, q_grid = _grid_setup(model, hsampling, ksampling, lsampling)
+    mask = map_utils.resolution_on_grid(model.cell, axes) > res_limit
     rates = tuple(s[2] for s in (hsampling, ksampling, lsampling))
 
     if model.space_group == "P 1" and not expand_friedel:
         xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, model.dtype, model.device)
         u = _per_asu_U(U, xyz.shape[0], xyz.shape[1], model.dtype, model.device)
-        values = _intensity_at(hkl[mask], model.A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size)
-        return q_grid, _scatter_into(hkl.shape[0], mask, values).reshape(map_shape)
+        values = _grid_values(axes, mask, model.A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size)
+        return q_grid, _scatter_into(hkl.shape[0], mask.reshape(-1), values).reshape(map_shape)
     if expand_friedel:
-        return q_grid, incoherent_sum_real(model, hkl, rates, U, mask, batch_size)
+        dtype, device = _model_context(model, None, None)
+        I = _incoherent_sum_real_grid(model, axes, _sampling3(rates), U, mask, batch_size, dtype, device)
+        if I is None:
+            I = incoherent_sum_real(model, hkl, rates, U, mask.reshape(-1), batch_size)
+        return q_grid, I
     I = incoherent_sum_reciprocal(model, hkl, rates, U, batch_size)
-    return q_grid, torch.where(mask, I, torch.zeros_like(I)).reshape(map_shape)
+    return q_grid, torch.where(mask.reshape(-1), I, torch.zeros_like(I)).reshape(map_shape)
 
 
 def compute_crystal_transform(
@@ -398,12 +561,29 @@ def compute_crystal_transform(
     del n_processes
     device = resolve_device(device) if device is not None else None
     model = _pdb.AtomicModel(pdb_path, expand_p1=expand_p1, frame=-1, dtype=dtype, device=device)
+    return _crystal_transform_of(model, hsampling, ksampling, lsampling, U, res_limit, batch_size)
+
+
+def _peak_axes(axes, A_inv):
+    """Per axis, which values are integral, when that decides eryx's Bragg-peak test (the distance in q
+    to the nearest integral index, rounded to 5 decimals, is 0) for every point of the product grid;
+    None where a fractional index could pass that test (huge cells with fine sampling)."""
+    offsets = [(a.detach() - torch.round(a.detach())).abs() for a in axes]
+    on = [o <= 1e-9 for o in offsets]
+    off = [o[~p] for o, p in zip(offsets, on)]
+    smallest = min((float(o.min()) for o in off if o.numel()), default=math.inf)
+    if smallest < math.inf:
+        s_min = float(torch.linalg.svdvals(A_inv.detach().double().cpu())[-1])
+        if 2 * math.pi * s_min * smallest <= 1e-5:
+            return None
+    return on
+
+
+def _crystal_transform_of(model, hsampling, ksampling, lsampling, U=None, res_limit=0, batch_size=5000):
+    """:func:`compute_crystal_transform` of an :class:`~eryx_port.pdb.AtomicModel` already read
+    (``frame=-1``); flattens it, as eryx does."""
     model.flatten_model()
-    hkl, map_shape = map_utils.generate_grid(model.A_inv, hsampling, ksampling, lsampling, return_hkl=True)
-    q_grid = _q_of(hkl, model.A_inv)
-    mask, _ = map_utils.get_resolution_mask(model.cell, hkl, res_limit)
-    dq = torch.round(map_utils.get_dq_map(model.A_inv, hkl), decimals=5)
-    on_peak = mask & (dq == 0)
+    axes, hkl, map_shape, q_grid = _grid_setup(model, hsampling, ksampling, lsampling)
     n_atoms = model.xyz.shape[0]
     u = None
     if U is not None:
@@ -411,6 +591,22 @@ def compute_crystal_transform(
         if u.ndim > 1 or (u.ndim == 1 and u.shape[0] != n_atoms):
             raise ValueError(f"U must be a scalar or have shape (n_atoms,) = ({n_atoms},) for all atoms of the cell, "
                              f"got {tuple(u.shape)}")
+    peaks = _peak_axes(axes, model.A_inv) if u is None or u.ndim == 0 else None
+    if peaks is not None:
+        # only integral indices: their sub-grid, as one set of atoms (a coherent sum)
+        idx = [p.nonzero().reshape(-1) for p in peaks]
+        sub = [a[i] for a, i in zip(axes, idx)]
+        I = q_grid.new_zeros(map_shape)
+        if all(i.numel() for i in idx):
+            inside = map_utils.resolution_on_grid(model.cell, sub) > res_limit
+            values = _box_intensity(sub, model.A_inv, model.xyz[None], model.ff_a[None], model.ff_b[None],
+                                    model.ff_c[None], u)
+            I = I.index_put((idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]),
+                            torch.where(inside, values, torch.zeros_like(values)))
+        return q_grid, I
+    mask, _ = map_utils.get_resolution_mask(model.cell, hkl, res_limit)
+    dq = torch.round(map_utils.get_dq_map(model.A_inv, hkl), decimals=5)
+    on_peak = mask & (dq == 0)
     # |F|^2 of the whole cell: the flattened atoms as one set (a coherent sum)
     values = _intensity_at(hkl[on_peak], model.A_inv, model.xyz[None], model.ff_a[None], model.ff_b[None],
                            model.ff_c[None], u, batch_size)

@@ -181,6 +181,98 @@ def resize_map(new_map, old_sampling: Sequence[tuple], new_sampling: Sequence[tu
     return out
 
 
+# ----------------------------------------------------------------------------- integer grids
+#
+# A grid axis whose values are integers over its oversampling rate, (n0 + i) / rate, and operators
+# that send such indices to such indices (``diag(1/rate) R diag(rate)`` integral) let the symmetry
+# bookkeeping run on small integer vectors: an image's flat index in a box is then an affine function
+# of the three axis indices, and a point's multiplicity is the size of its orbit. Both give what
+# rounding ``hkl @ R * rate`` point by point gives, without (n_ops, n_points, 3) temporaries.
+
+_AXIS_TOL = 1e-6  # grid values within this of a multiple of 1/rate (after scaling) count as on it
+_OPERATOR_TOL = 1e-9
+
+
+def integral_axis(values: torch.Tensor, rate: float) -> torch.Tensor | None:
+    """``round(values * rate)`` as int64 when every value is that integer over ``rate`` (to 1e-6), else None."""
+    scaled = values.detach() * float(rate)
+    n = torch.round(scaled)
+    if scaled.numel() and float((scaled - n).abs().max()) > _AXIS_TOL:
+        return None
+    return n.to(torch.int64)
+
+
+def integral_operators(rotations: torch.Tensor, rates: Sequence[float]) -> torch.Tensor | None:
+    """The (n_ops, 3, 3) int64 matrices ``M`` with ``round(hkl @ R * rate) = n @ M`` for ``hkl = n / rate``,
+    when ``diag(1/rate) R diag(rate)`` is integral for every ``R`` of ``rotations``; None otherwise."""
+    s = torch.tensor([float(r) for r in rates], dtype=torch.float64)
+    scaled = rotations.detach().to(device="cpu", dtype=torch.float64) * s[None, None, :] / s[None, :, None]
+    m = torch.round(scaled)
+    if float((scaled - m).abs().max()) > _OPERATOR_TOL:
+        return None
+    return m.to(torch.int64)
+
+
+def image_bounds(axes: Sequence[torch.Tensor], ops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest and largest ``n @ M`` per component over the product grid of the integer ``axes``
+    and every operator ``M`` of ``ops`` (n_ops, 3, 3): the box :func:`get_ravel_indices` spans."""
+    ends = torch.tensor([[int(a.min()), int(a.max())] for a in axes], dtype=torch.int64)  # (3, 2)
+    terms = ops[:, :, :, None] * ends[None, :, None, :]  # (n_ops, d, e, end)
+    lower = terms.min(dim=3).values.sum(dim=1).min(dim=0).values
+    upper = terms.max(dim=3).values.sum(dim=1).max(dim=0).values
+    return lower, upper
+
+
+def _distinct_matrices(ops: torch.Tensor) -> list[torch.Tensor]:
+    seen, out = set(), []
+    for m in ops:
+        key = tuple(m.reshape(-1).tolist())
+        if key not in seen:
+            seen.add(key)
+            out.append(m)
+    return out
+
+
+def orbit_sizes(axes: Sequence[torch.Tensor], ops: torch.Tensor) -> torch.Tensor | None:
+    """How many distinct points ``n @ M`` the operators give, for every ``n`` of the product grid of
+    the integer ``axes``: (n0, n1, n2) int64.
+
+    Counted as ``|S| / |stabiliser of n|`` over the distinct matrices ``S`` of ``ops``, which needs
+    ``S`` to be a group (the point group with Friedel's inversion is one); None otherwise. The
+    stabiliser conditions ``n (M - I) = 0`` are linear, so each is a comparison of broadcast axis
+    vectors, not a pass over rotated copies of the grid.
+    """
+    group = _distinct_matrices(ops)
+    eye = torch.eye(3, dtype=torch.int64)
+    keys = {tuple(m.reshape(-1).tolist()) for m in group}
+    if tuple(eye.reshape(-1).tolist()) not in keys:
+        return None
+    for a in group:
+        if abs(round(float(torch.det(a.double())))) != 1:
+            return None
+        for b in group:
+            if tuple((a @ b).reshape(-1).tolist()) not in keys:
+                return None
+    device = axes[0].device
+    shaped = [axes[0].reshape(-1, 1, 1), axes[1].reshape(1, -1, 1), axes[2].reshape(1, 1, -1)]
+    shape = tuple(int(a.numel()) for a in axes)
+    fixed = torch.zeros(shape, dtype=torch.int64, device=device)
+    for m in group:
+        d = (m - eye).tolist()
+        cond = None
+        for e in range(3):
+            terms = [shaped[i] * d[i][e] for i in range(3) if d[i][e] != 0]
+            if not terms:
+                continue
+            c = reduce(torch.add, terms) == 0
+            cond = c if cond is None else cond & c
+        if cond is None:
+            fixed += 1
+        else:
+            fixed += cond
+    return len(group) // fixed
+
+
 # ----------------------------------------------------------------------------- resolution
 
 
@@ -209,10 +301,20 @@ def compute_resolution(cell, hkl, *, dtype=None, device=None):
     """
     m = _points3(hkl, "hkl", *float_context(dtype, device, hkl, cell))
     c = _cell6(cell, m.dtype, m.device)
+    return _resolution(c, *m.unbind(-1))
+
+
+def resolution_on_grid(cell, axes: Sequence[torch.Tensor]) -> torch.Tensor:
+    """:func:`compute_resolution` on the product grid of the Miller indices ``axes`` (h, k, l values),
+    shaped (n_h, n_k, n_l): the same arithmetic per point, on broadcast axis vectors."""
+    c = _cell6(cell, axes[0].dtype, axes[0].device)
+    return _resolution(c, axes[0].reshape(-1, 1, 1), axes[1].reshape(1, -1, 1), axes[2].reshape(1, 1, -1))
+
+
+def _resolution(c: torch.Tensor, h: torch.Tensor, k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
     a, b, cc = c[0], c[1], c[2]
     ang = torch.deg2rad(c[3:])
     cos, sin = torch.cos(ang), torch.sin(ang)
-    h, k, l = m.unbind(-1)
     # squared volume of the unit cell with unit edges
     v2 = 1.0 - (cos**2).sum() + 2.0 * cos.prod()
     diag = (h * sin[0] / a) ** 2 + (k * sin[1] / b) ** 2 + (l * sin[2] / cc) ** 2
@@ -448,3 +550,11 @@ def get_asu_mask(space_group, hkl_grid, *, device=None):
     cond = _parse_condition(asu_condition(space_group))
     h, k, l = hkl.unbind(-1)
     return cond({"h": h, "k": k, "l": l})
+
+
+def asu_mask_on_grid(space_group, axes: Sequence[torch.Tensor]) -> torch.Tensor:
+    """:func:`get_asu_mask` on the product grid of the Miller indices ``axes``: (n_h, n_k, n_l) bool."""
+    cond = _parse_condition(asu_condition(space_group))
+    h, k, l = (a.detach().reshape(shape) for a, shape in zip(axes, ((-1, 1, 1), (1, -1, 1), (1, 1, -1))))
+    shape = tuple(int(a.numel()) for a in axes)
+    return torch.as_tensor(cond({"h": h, "k": k, "l": l}), device=h.device).expand(shape)
