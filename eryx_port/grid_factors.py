@@ -44,6 +44,8 @@ _ROW_BLOCK_FREE = 512
 # Columns per block when coupled: the Chebyshev argument grows with the block's width.
 _COL_BLOCK_COUPLED = 48
 _DEBUG = False
+# Tests only: take the other of the two contraction orders of coupled cells (both are exact).
+_FLIP_ORDER = False
 
 
 def element_groups(ff_a: torch.Tensor, ff_b: torch.Tensor, ff_c: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -197,22 +199,43 @@ def plan_layout(axes, G: torch.Tensor) -> GridLayout:
     return GridLayout((a1, a2, f), blocks.to(device), slot.to(device), col_block, coupled)
 
 
-def _cis(real_part: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-    """``exp(real_part + i phase)`` from real functions (keeps autograd simple on every device)."""
-    mag = torch.exp(real_part)
-    return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
-
-
 def _series_centre(U: torch.Tensor, scale: float, tol: float) -> tuple[float, torch.Tensor]:
     """A centre U_mid and each atom's number of series terms (for |U - U_mid| * scale), fewest in total."""
-    u = U.detach().abs().max(dim=0).values if U.ndim > 1 else U.detach()
-    lo, hi = float(u.min()), float(u.max())
+    u = U.detach().reshape(-1, U.shape[-1])  # every row of U (copies may differ): each atom's extremes count
+    u_lo, u_hi = u.min(dim=0).values, u.max(dim=0).values
+    lo, hi = float(u_lo.min()), float(u_hi.max())
     best = None
     for centre in torch.linspace(lo, hi, 33).tolist():  # the B-factor distribution is skewed: search
-        terms = torch.tensor([chebyshev_terms(d * scale, tol) for d in (u - centre).abs().tolist()])
+        far = torch.maximum((u_lo - centre).abs(), (u_hi - centre).abs())
+        terms = torch.tensor([chebyshev_terms(d * scale, tol) for d in far.tolist()])
         if best is None or int(terms.sum()) < best[0]:
             best = (int(terms.sum()), centre, terms)
     return best[1], best[2]
+
+
+def _distinct_rows(U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rows of U (n_asu, n_atoms) that differ, and each row's index among them (None: every row its own).
+
+    Copies of one molecule (rotated, or in other conformations) share their displacements: every
+    factor that depends only on U is computed once per distinct row. Rows that carry a gradient are
+    kept apart (a shared row would pool the gradients of distinct parameters).
+    """
+    if U.shape[0] == 1 or U.requires_grad:
+        return U, None
+    _, inverse = torch.unique(U, dim=0, return_inverse=True)
+    n = int(inverse.max()) + 1
+    if n == U.shape[0]:
+        return U, None
+    first = torch.full((n,), U.shape[0], dtype=torch.long, device=U.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(U.shape[0], device=U.device), "amin")
+    return U[first], inverse
+
+
+def _product(a: torch.Tensor, b: torch.Tensor, shape) -> torch.Tensor:
+    """``a * b`` (broadcast to ``shape``) written contiguously in ``shape``'s order."""
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):  # out= has no autograd
+        return (a * b).contiguous()
+    return torch.mul(a, b, out=torch.empty(shape, dtype=torch.result_type(a, b), device=a.device))
 
 
 def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, budget: int = 256 << 20):
@@ -222,6 +245,12 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     (n_asu, n_atoms, W) real; ``ff`` = (ff_a, ff_b, ff_c) of one ASU; ``U`` (n_atoms,) or
     (n_asu, n_atoms). Returns S (W, n_asu, n1, n2, stop - start) complex, the grid axes in the layout's
     order (a1, a2, f); ``budget`` bounds the bytes of the temporaries of one batch of row blocks.
+
+    Each (row block, column block) pair is one batched product per element whose inner axis runs over
+    (series term, atom): the left factor is the copy's row phases times the real row factors and
+    Chebyshev polynomial of the term, the right factor the copy's column phases times the real
+    column factors and Bessel coefficient of the term. The real factors depend on U only and are
+    computed once per distinct row of U.
     """
     dtype = xyz.dtype
     n_asu, n_atoms = xyz.shape[:2]
@@ -236,6 +265,8 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         G = G.clone()
         G[f, a1] = G[a1, f] = G[f, a2] = G[a2, f] = 0.0
     U = U.to(dtype).expand(n_asu, n_atoms)
+    U_rows, u_index = _distinct_rows(U)  # (n_u, n_atoms); copy c uses row u_index[c]
+    n_u = U_rows.shape[0]
     frac = xyz @ A_inv.T
     two_pi = 2 * math.pi
 
@@ -262,66 +293,114 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     # round-off of ~1e-14 at |h| ~ 30: the series stops below it.
     tol = 64 * torch.finfo(dtype).eps
     scale = dh_max * float(eps.max()) if layout.coupled else 0.0
-    U_mid, terms = _series_centre(U, scale, tol)
+    U_mid, terms = _series_centre(U_rows, scale, tol)
     M = int(terms.max())
     T_rows = chebyshev_polynomials(y, M)  # (n_blocks, B, M)
 
-    # per element, atoms sorted by their number of terms: tables (n_asu, n, n_g) of
-    # exp(2 pi i h x - U G_aa h^2 / 2) along each axis
+    # per element, atoms sorted by their number of terms; the inner axis of its products runs over
+    # (term m, atom j < n_m): ``atom`` and ``term`` index it. Phase tables exp(2 pi i h x) per copy
+    # (n_asu, n_g, n_v) and Debye-Waller tables exp(-U G_aa h^2 / 2) per distinct U (n_u, n_g, n_v).
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
     groups, coefs = element_groups(*ff)
+    plain = W == 1 and not weights.requires_grad and bool((weights == 1).all())  # no weights to apply
     elements = []
     for a in groups:
         a = a[torch.argsort(terms[a.cpu()], descending=True, stable=True).to(a.device)]
-        n_m = [int((terms[a.cpu()] > m).sum()) for m in range(M)]
-        fr, u = frac[:, a], U[:, a]
-        tabs = [_cis(-0.5 * u[:, None, :] * (G[ax, ax] * v**2)[None, :, None], two_pi * v[None, :, None] * fr[:, None, :, ax])
-                for v, ax in ((v1, a1), (v2, a2), (vf_all, f))]
-        elements.append((*tabs, u, weights[:, a], [n for n in n_m if n > 0]))
+        n_m = [n for n in (int((terms[a.cpu()] > m).sum()) for m in range(M)) if n > 0]
+        atom = torch.cat([torch.arange(n) for n in n_m]).to(xyz.device)
+        term = torch.cat([torch.full((n,), m) for m, n in enumerate(n_m)]).to(xyz.device)
+        fr, u = frac[:, a], U_rows[:, a]
+        phases, dws = [], []
+        for v, ax in ((v1, a1), (v2, a2), (vf_all, f)):
+            p = two_pi * fr[:, :, ax, None] * v[None, None, :]
+            phases.append(torch.complex(torch.cos(p), torch.sin(p)))
+            dws.append(torch.exp(-0.5 * u[:, :, None] * (G[ax, ax] * v**2)[None, None, :]))
+        elements.append((phases, dws, u, weights[:, a], len(n_m), atom, term))
     if _DEBUG:
         print(f"grid_sums: perm {layout.perm} blocks {tuple(blocks.shape)} col_block {layout.col_block} M {M} "
-              f"terms per atom {float(terms.float().mean()):.2f} U_mid {U_mid:.3f}")
+              f"terms per atom {float(terms.float().mean()):.2f} U_mid {U_mid:.3f} distinct U rows {n_u}")
 
+    def of_copies(t, c0, c1):  # a factor per distinct U row, for copies c0:c1
+        if u_index is None:
+            return t[c0:c1] if n_u > 1 else t
+        return t[:1] if n_u == 1 else t[u_index[c0:c1]]
+
+    K_max = max((e[5].numel() for e in elements), default=1)
     w_blk = min(layout.col_block, max(1, w_total))
-    per_block = 16 * n_asu * (B * n_atoms * (2 + M) + n_atoms * M * w_blk * W * 3 + 3 * B * w_total * W)
-    nb = max(1, min(n_blocks, budget // max(1, per_block)))
-    batches = []
+    # bytes per row block: U-only factors (n_u copies), then per copy the complex temporaries
+    shared_per_block = 16 * n_u * (B * K_max * 3 + K_max * w_blk * 3) + 16 * B * w_blk * 4
+    copy_per_block = 16 * (B * K_max * 2 + B * n_atoms * 3 + K_max * w_blk * W * 3 + B * w_blk * W * 3)
+    nb = max(1, min(n_blocks, (budget // 2) // max(1, shared_per_block + copy_per_block)))
+    S = None
     for b0 in range(0, n_blocks, nb):
         sel = slice(b0, min(n_blocks, b0 + nb))
-        # row part of each element's terms, shared by all column blocks: (n_asu, nb, B, n_g)
+        nbs = sel.stop - sel.start
+        nc = max(1, min(n_asu, (budget // 2) // max(1, copy_per_block * nbs)))
+        i1s, i2s = i1[sel], i2[sel]
+        # real row factors of each element shared by all column blocks: (n_u, n_g, nbs, B)
         cross12 = (G[a1, a2] * h1[sel] * h2[sel])[None, :, :, None]
-        L_base = [t1[:, i1[sel]] * (t2[:, i2[sel]] * torch.exp(-u[:, None, None, :] * cross12)) for t1, t2, _, u, _, _ in elements]
-        cols = []
+        rows = [d1[:, :, i1s] * d2[:, :, i2s] * torch.exp(-u[:, :, None, None] * cross12[..., 0][:, None])
+                for (_, (d1, d2, _), u, *_rest) in elements]
         for c0, vf, hf0 in zip(col_starts, col_vals, hf0s):
             w, dh = vf.numel(), vf - hf0
-            qsq = q_rows[sel][:, :, None] + G[f, f] * vf**2 + 2 * vf * g_rows[sel][:, :, None]  # (nb, B, w)
+            qsq = q_rows[sel][:, :, None] + G[f, f] * vf**2 + 2 * vf * g_rows[sel][:, :, None]  # (nbs, B, w)
             shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh)  # the centred part of exp(-U dh dg)
-            acc = None
-            for (_, _, tf, u, wts, n_m), coef, Lb in zip(elements, coefs, L_base):
-                Pf = tf[:, c0 : c0 + w].transpose(1, 2)  # (n_asu, n_g, w)
-                nbs = Lb.shape[1]
-                if not layout.coupled:  # no coupling: one column table serves every block, one product
-                    R = Pf[..., None] * wts[:, :, None, :]  # (n_asu, n_g, w, W)
-                    P = torch.bmm(Lb.reshape(n_asu, nbs * B, -1), R.reshape(n_asu, -1, w * W)).view(n_asu, nbs, B, w, W)
-                    term = P * (form_factor(coef, qsq) * shared)[None, ..., None]
-                    acc = term if acc is None else acc + term
+            factors = []
+            for (_, (_, _, df), u, _, n_terms, atom, term), coef, Dr in zip(elements, coefs, rows):
+                scale_out = (form_factor(coef, qsq) * shared).to(cdtype)[None, :, :, :, None]  # (1, nbs, B, w, 1)
+                if not layout.coupled:  # no coupling: one column factor serves every block
+                    factors.append((Dr.to(cdtype), df[:, :, c0 : c0 + w], scale_out))
                     continue
-                # rows: the block's share hf0 (g - g0) of the coupling
-                Lr = Lb * torch.exp(-u[:, None, None, :] * (hf0 * dg[sel])[None, :, :, None])  # (n_asu, nb, B, n_g)
-                # columns: exp(-U h_f g0) per block times the series coefficients, then each atom's weights
-                K = torch.exp(-u[:, None, :, None] * (g0[sel][:, None] * vf[None, :])[None, :, None, :])  # (n_asu, nb, n_g, w)
+                # rows: the block's share hf0 (g - g0) of the coupling; columns: exp(-U h_f g0) per block
+                # times the terms' Bessel coefficients (n_u, nbs, n_terms, n_g, w)
+                Xr = Dr * torch.exp(-u[:, :, None, None] * (hf0 * dg[sel])[None, None])  # (n_u, n_g, nbs, B)
+                Kc = torch.exp(-u[:, None, :, None] * (g0[sel][:, None] * vf[None, :])[None, :, None, :])  # (n_u, nbs, n_g, w)
                 z = (u[:, None, :, None] - U_mid) * (eps[sel][:, None] * dh[None, :])[None, :, None, :]
-                Kc = K[..., None] * bessel_coefficients(z, len(n_m))  # (n_asu, nb, n_g, w, M)
-                P = None
-                for m, n in enumerate(n_m):  # term m: the first n atoms (sorted by need), rows scaled by T_m
-                    R = Pf[:, None, :n, :, None] * (Kc[:, :, :n, :, m, None] * wts[:, None, :n, None, :])  # (n_asu, nb, n, w, W)
-                    Pm = torch.bmm(Lr[..., :n].reshape(n_asu * nbs, B, n), R.reshape(n_asu * nbs, n, w * W))
-                    Pm = Pm.view(n_asu, nbs, B, w, W) * T_rows[sel][None, :, :, m, None, None]
-                    P = Pm if P is None else P + Pm
-                term = P * (form_factor(coef, qsq) * shared)[None, ..., None]
-                acc = term if acc is None else acc + term
-            cols.append(acc)
-        batches.append(torch.cat(cols, dim=3) if len(cols) > 1 else cols[0])
-    S = torch.cat(batches, dim=1) if len(batches) > 1 else batches[0]  # (n_asu, n_blocks, B, w_total, W)
+                Kc = (Kc[..., None] * bessel_coefficients(z, n_terms)).permute(0, 1, 4, 2, 3) * df[:, None, None, :, c0 : c0 + w]
+                if (atom.numel() <= w * W * n_terms) != _FLIP_ORDER:  # one product over (term, atom): polynomials on the rows
+                    Xr = (Xr[:, atom] * T_rows[sel].permute(2, 0, 1)[term][None]).to(cdtype)  # (n_u, n_k, nbs, B)
+                    factors.append((Xr, Kc[:, :, term, atom].to(cdtype), scale_out))  # (n_u, nbs, n_k, w)
+                else:  # one product per term on a prefix of the atoms, its polynomial on the output
+                    factors.append((Xr.to(cdtype), Kc.to(cdtype), scale_out))
+            for s0 in range(0, n_asu, nc):
+                s1 = min(n_asu, s0 + nc)
+                ncs = s1 - s0
+                acc = None
+                for (phases, _, _, wts, _, atom, term), (Xr, Yr, scale_out) in zip(elements, factors):
+                    p1, p2, pf = (p[s0:s1] for p in phases)
+                    Lg = p1[:, :, i1s] * p2[:, :, i2s]  # (ncs, n_g, nbs, B)
+                    Xr, Yr = of_copies(Xr, s0, s1), of_copies(Yr, s0, s1)
+                    if not layout.coupled:
+                        X = (Lg * Xr).reshape(ncs, -1, nbs * B).transpose(1, 2)  # (ncs, rows, n_g)
+                        Y = pf[:, :, c0 : c0 + w] * Yr  # (ncs, n_g, w)
+                        if not plain:
+                            Y = Y[..., None] * wts[s0:s1, :, None, :]
+                        P = torch.bmm(X, Y.reshape(ncs, -1, w * W))
+                    elif Yr.ndim == 5:  # term by term: (B, n) x (n, w W) products, rows scaled by T_m
+                        P = None
+                        for m in range(Yr.shape[2]):
+                            n = int((term == m).sum())
+                            Y = pf[:, None, :n, c0 : c0 + w] * Yr[:, :, m, :n]  # (ncs, nbs, n, w)
+                            if not plain:
+                                Y = Y[..., None] * wts[s0:s1, None, :n, None, :]
+                            Xm = (Lg[:, :n] * Xr[:, :n]).transpose(1, 2).reshape(ncs * nbs, n, B).transpose(1, 2)
+                            Pm = torch.bmm(Xm, Y.reshape(ncs * nbs, n, w * W)).view(ncs, nbs, B, w * W)
+                            Pm = torch.view_as_complex(torch.view_as_real(Pm) * T_rows[sel][None, :, :, m, None, None])
+                            P = Pm if P is None else P.add_(Pm)
+                    else:
+                        n_k = atom.numel()
+                        X = _product(Lg[:, atom].transpose(1, 2), Xr.transpose(1, 2), (ncs, nbs, n_k, B))
+                        Y = _product(pf[:, None, atom, c0 : c0 + w], Yr, (ncs, nbs, n_k, w))
+                        if not plain:
+                            Y = Y[..., None] * wts[s0:s1, None, atom, None, :]
+                        P = torch.bmm(X.view(ncs * nbs, n_k, B).transpose(1, 2), Y.reshape(ncs * nbs, n_k, w * W))
+                    P = P.view(ncs, nbs, B, w, W)
+                    acc = P * scale_out if acc is None else acc.addcmul_(P, scale_out)
+                if S is None:
+                    S = acc.new_empty((n_asu, n_blocks, B, w_total, W))
+                S[s0:s1, sel, :, c0 : c0 + w] = acc
+    if S is None:
+        S = torch.zeros((n_asu, n_blocks, B, w_total, W), dtype=cdtype, device=xyz.device)
     # one gather back to (i1, i2) order, into the component-first layout the consumers read plane by plane
     S = S.reshape(n_asu, n_blocks * B, w_total, W).permute(3, 0, 1, 2)[:, :, layout.slot]
     return S.reshape(W, n_asu, n1, n2, w_total)

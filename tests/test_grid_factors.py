@@ -158,3 +158,27 @@ def test_per_q_attributes_are_computed_when_read(tric):
     hkl = tric.hkl_grid
     assert hkl.shape == (math.prod(tric.map_shape), 3)
     assert torch.allclose(tric.q_grid, 2 * math.pi * hkl @ tric.model.A_inv)
+
+
+@pytest.mark.parametrize("W", [1, 3])
+def test_both_contraction_orders_of_coupled_cells_agree(monkeypatch, W):
+    """Coupled cells take (term, atom) as one inner axis, or one product per term: the same sums, and the
+    direct sum; copies sharing their displacements (one U row) and copies with their own agree too."""
+    xyz, ff, U = _atoms(n_asu=3, U_range=(0.05, 1.0))
+    axes = _axes((-1, 1, 3), (-1, 1, 3), (-2, 2, 5))
+    weights = 0.5 + torch.rand(*xyz.shape[:2], W, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    layout = grid_factors.plan_layout(axes, 4 * math.pi**2 * A_INV @ A_INV.T)
+    assert layout.coupled
+    n = axes[layout.perm[2]].numel()
+    U_rows = torch.stack([U, U, 1.5 * U])  # two copies share a row of U, the third has its own
+    got = []
+    for flip in (False, True):
+        monkeypatch.setattr(grid_factors, "_FLIP_ORDER", flip)
+        got.append(grid_factors.grid_sums(axes, A_INV, xyz, weights, ff, U_rows, (0, n), layout, budget=1 << 16))
+    assert torch.allclose(got[0], got[1], rtol=1e-13, atol=1e-14 * float(got[0].abs().max()))
+    a, b, c = ff
+    for asu in range(3):
+        expected = _direct(axes, A_INV, xyz[asu : asu + 1], weights[asu : asu + 1], ff, U_rows[asu])[..., 0, :]
+        order = [layout.perm.index(i) for i in range(3)]
+        S = got[0][:, asu].permute(*[o + 1 for o in order], 0).numpy()  # (h, k, l, W)
+        assert np.abs(S - expected).max() <= 1e-13 * np.abs(expected).max()
