@@ -32,7 +32,7 @@ import torch
 from .. import scatter
 from ._atoms import override_atoms
 from ..gnm import PINV_RCOND, GaussianNetworkModel
-from ..map_utils import generate_grid, get_resolution_mask
+from ..map_utils import generate_grid, get_resolution_mask, grid_axes
 from ..pdb import AtomicModel
 from ..tensors import as_real, resolve_device, resolve_dtype
 from .onephonon import _check_positive, _check_sampling
@@ -228,6 +228,57 @@ class NonInteractingDeformableMolecules:
         F = scatter.structure_factors(q, xyz, *ff, U=U, batch_size=self.batch_size, sum_over_atoms=False)
         return F.reshape(q.shape[0], n_asu, n_atoms)
 
+    def _grid_factors(self):
+        """A function of flat point indices giving Re and Im of every atom's structure factor there:
+        (n, 2 n_asu, n_atoms), the n_asu real parts then the n_asu imaginary parts.
+
+        On the regular grid the phase exp(i q . r) is a product of one table per axis, and the form
+        factor times the Debye-Waller factor (``ADP``) depends on |q|^2 alone: computed once per
+        distinct |q|^2 (by the structure-factor routine, at the atoms' origin).
+        """
+        m = self.model
+        n_asu, n_atoms = m.xyz.shape[:2]
+        axes = grid_axes(self.hsampling, self.ksampling, self.lsampling, dtype=self.dtype, device=self.device)
+        n_k, n_l = axes[1].numel(), axes[2].numel()
+        frac = (m.xyz @ m.A_inv.T.to(self.dtype)).reshape(-1, 3)  # (asu atom, 3)
+        tables = []
+        for ax, v in enumerate(axes):
+            p = 2 * math.pi * v[:, None] * frac[None, :, ax]
+            tables.append(torch.complex(torch.cos(p), torch.sin(p)))  # (n_v, asu atom)
+        q2 = (self.q_grid * self.q_grid).sum(dim=1)
+        distinct, inverse = torch.unique(q2.detach(), return_inverse=True)
+        first = torch.full((distinct.numel(),), q2.numel(), dtype=torch.long, device=q2.device)
+        first = first.scatter_reduce(0, inverse, torch.arange(q2.numel(), device=q2.device), "amin")
+        ff = (m.ff_a.reshape(n_asu * n_atoms, -1), m.ff_b.reshape(n_asu * n_atoms, -1), m.ff_c.reshape(-1))
+        origin = torch.zeros_like(frac)
+        amp = scatter.structure_factors(self.q_grid[first], origin, *ff, U=self.ADP.repeat(n_asu),
+                                        batch_size=self.batch_size, sum_over_atoms=False).real  # (distinct, asu atom)
+
+        n_q = q2.numel()
+
+        def build(points):
+            if points is None:  # every point: outer products of the tables, no gathers
+                P = (tables[0][:, None] * tables[1][None]).reshape(-1, 1, n_asu * n_atoms) * tables[2][None]
+                P, a = P.reshape(n_q, -1), amp[inverse]
+            else:
+                ih, ik, il = points // (n_k * n_l), (points // n_l) % n_k, points % n_l
+                P, a = tables[0][ih] * tables[1][ik] * tables[2][il], amp[inverse[points]]
+            parts = torch.view_as_real(P).transpose(1, 2)  # (n, 2, asu atom): Re, Im
+            if torch.is_grad_enabled() and (P.requires_grad or a.requires_grad):
+                X = (parts * a[:, None, :]).contiguous()
+            else:
+                X = torch.mul(parts, a[:, None, :], out=a.new_empty((a.shape[0], 2, a.shape[1])))
+            return X.reshape(-1, 2 * n_asu, n_atoms)
+
+        whole = build(None) if n_q * 2 * n_asu * n_atoms <= _CHUNK_ELEMENTS * 8 else None
+
+        def factors(points=None) -> torch.Tensor:
+            if whole is not None:
+                return whole if points is None else whole[points]
+            return build(torch.arange(n_q, device=q2.device) if points is None else points)
+
+        return factors
+
     def compute_scl_intensity(self, rank=-1, outdir=None):
         """Soft-coupling-limit intensity (n_points,): ``q2 sum_r s_r sum_asu |F_asu U_r|^2`` on the resolution mask.
 
@@ -243,15 +294,18 @@ class NonInteractingDeformableMolecules:
         else:
             u, s = self.u[:, rank : rank + 1], self.s[rank : rank + 1]
         # per-atom structure factors at the points inside the mask, projected on the components
-        # (the per-pair evaluation beats the grid engine here: the components are many weights)
         keep = torch.nonzero(self.res_mask).reshape(-1)
         n_asu, n_atoms = self.model.xyz.shape[:2]
-        parts = []
-        for part in _chunks(keep.numel(), n_asu * n_atoms):
-            F = self._atom_factors(self.q_grid[keep[part]])  # (q, asu, atom)
-            X = torch.cat([F.real, F.imag], dim=1) @ u  # (q, 2 asu, component): Re and Im of F u (u real)
-            parts.append((X * X).sum(dim=1) @ s)
-        inside = torch.cat(parts) if parts else self.q_grid.new_zeros(0)
+        factors = self._grid_factors()
+        if keep.numel() == self.q_grid.shape[0] and keep.numel() * 2 * n_asu * n_atoms <= _CHUNK_ELEMENTS * 8:
+            X = factors() @ u  # (q, 2 asu, component): Re and Im of F u (u real)
+            inside = (X * X).sum(dim=1) @ s
+        else:
+            parts = []
+            for part in _chunks(keep.numel(), 2 * n_asu * n_atoms):
+                X = factors(keep[part]) @ u
+                parts.append((X * X).sum(dim=1) @ s)
+            inside = torch.cat(parts) if parts else self.q_grid.new_zeros(0)
         Id = torch.zeros(self.q_grid.shape[0], dtype=inside.dtype, device=inside.device).index_put((keep,), inside)
         Id = self._q2() * Id
         if outdir is not None:
@@ -264,17 +318,30 @@ class NonInteractingDeformableMolecules:
         The covariance is recomputed first (as eryx does). Memory stays bounded by chunks of q.
         """
         self.compute_covariance_matrix()
-        q2 = self._q2()
         n_asu, n_atoms = self.model.xyz.shape[:2]
         C = self.covar
-        parts = []
-        for part in _chunks(self.q_grid.shape[0], n_atoms * max(n_atoms, n_asu)):
-            F = self._atom_factors(self.q_grid[part])  # (q, asu, atom)
-            J = torch.expm1(q2[part, None, None] * C)  # (q, atom, atom), real symmetric
-            # F J F^H = Re F J Re F + Im F J Im F (J real): one batched product on contiguous rows
-            X = torch.cat([F.real, F.imag], dim=1)  # (q, 2 asu, atom)
-            parts.append(((X @ J) * X).sum(dim=(1, 2)))
-        return torch.cat(parts)
+        factors = self._grid_factors()
+        # points grouped by their rounded |q|^2 (J = exp(q2 C) - 1 is one matrix per group), groups of
+        # equal size c batched: (groups, c * 2 asu, atom) x (groups, atom, atom)
+        inverse = self.q2_unique_inverse
+        order = torch.argsort(inverse, stable=True)
+        counts = torch.bincount(inverse, minlength=self.q2_unique.numel())
+        starts = torch.cumsum(counts, 0) - counts
+        points, values = [], []
+        for c in torch.unique(counts[counts > 0]).tolist():
+            groups = torch.nonzero(counts == c).reshape(-1)
+            for part in _chunks(groups.numel(), c * n_atoms * max(n_atoms, 2 * n_asu)):
+                g = groups[part]
+                idx = order[starts[g][:, None] + torch.arange(c, device=g.device)]  # (groups, c) points
+                X = factors(idx.reshape(-1)).reshape(g.numel(), c * 2 * n_asu, n_atoms)
+                J = torch.expm1(self.q2_unique[g][:, None, None] * C)  # (groups, atom, atom), real symmetric
+                # F J F^H = Re F J Re F + Im F J Im F (J real)
+                values.append((torch.bmm(X, J) * X).sum(dim=2).reshape(-1, c, 2 * n_asu).sum(dim=2).reshape(-1))
+                points.append(idx.reshape(-1))
+        if not values:
+            return self.q_grid.new_zeros(self.q_grid.shape[0])
+        values = torch.cat(values)
+        return values.new_zeros(self.q_grid.shape[0]).index_put((torch.cat(points),), values)
 
     def apply_disorder(self, scl=True):
         """Diffuse intensity (n_points,): soft-coupling limit (``scl=True``) or exact; NaN outside the mask."""
