@@ -429,12 +429,12 @@ def _incoherent_sum_real_grid(model, axes, rates, U, keep, batch_size, dtype, de
     a value (in the ASU and in ``keep``) are spread.
     """
     hkl_n = [map_utils.integral_axis(a, r) for a, r in zip(axes, rates)]
-    rotations = torch.stack(list(_rotations(model.sym_ops).values())).cpu()
+    rotations = torch.stack(list(_rotations(model.sym_ops).values()))
     ops = map_utils.integral_operators(torch.cat([rotations, -rotations]), rates)  # expand_sym_ops' order
     if ops is None or any(a is None for a in hkl_n):
         return None
     lower, upper = map_utils.image_bounds(hkl_n, ops)
-    box = tuple(int(v) for v in upper - lower + 1)
+    box = tuple(u - l + 1 for l, u in zip(lower, upper))
     box_sampling = map_utils.get_centered_sampling(box, rates)
     box_n = [map_utils.integral_axis(a, r) for a, r in
              zip(map_utils.grid_axes(*box_sampling, dtype=torch.float64), rates)]
@@ -450,14 +450,18 @@ def _incoherent_sum_real_grid(model, axes, rates, U, keep, batch_size, dtype, de
     A_inv = as_real(model.A_inv, dtype, device)
     values = _grid_values(axes, keep, A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size)
 
-    strides = torch.tensor([box[1] * box[2], box[2], 1], dtype=torch.int64)
-    weights = (ops @ strides).to(device)  # (n_ops, 3): flat-index step per unit of n along h, k, l
-    offset = int(lower @ strides)
+    strides = (box[1] * box[2], box[2], 1)
+    # flat-index step per unit of n along h, k and l, for each operator: (n_ops, 3)
+    weights = torch.tensor([[sum(m[d][e] * strides[e] for e in range(3)) for d in range(3)] for m in ops],
+                           dtype=torch.int64, device=device)
+    offset = sum(l * st for l, st in zip(lower, strides))
     idx = keep.nonzero()  # (n_keep, 3), the order of values
-    ravel = -offset
+    ravel = None
     for d in range(3):
-        ravel = ravel + hkl_n[d].to(device)[idx[:, d]][None, :] * weights[:, d, None]
-    I = values.new_zeros(math.prod(box)).index_add_(0, ravel.reshape(-1), values.repeat(ops.shape[0]))
+        term = hkl_n[d].to(device)[idx[:, d]][None, :] * weights[:, d, None]
+        ravel = term if ravel is None else ravel.add_(term)
+    ravel -= offset
+    I = values.new_zeros(math.prod(box)).index_add_(0, ravel.reshape(-1), values.repeat(len(ops)))
     mult = mult.to(device=device, dtype=dtype)
     I = I.reshape(box) / (mult.max() / mult)
     extents = [(int(a.min()), int(a.max()), r) for a, r in zip(axes, rates)]
@@ -501,11 +505,20 @@ def incoherent_sum_reciprocal(model, hkl_grid, sampling, U=None, batch_size=1000
 
 
 def _grid_setup(model, hsampling, ksampling, lsampling):
-    """Axis values, flat hkl grid, map shape and q-vectors of a transform's grid (generate_grid's layout)."""
-    axes = map_utils.grid_axes(hsampling, ksampling, lsampling, dtype=model.A_inv.dtype, device=model.A_inv.device)
+    """Axis values, map shape and q-vectors (n_points, 3) of a transform's grid (generate_grid's layout):
+    ``2 pi (h a* + k b* + l c*)`` from the broadcast axes, without the flat hkl grid."""
+    A = model.A_inv
+    axes = map_utils.grid_axes(hsampling, ksampling, lsampling, dtype=A.dtype, device=A.device)
     map_shape = tuple(int(a.numel()) for a in axes)
-    hkl = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-    return axes, hkl, map_shape, _q_of(hkl, model.A_inv)
+    q = axes[0][:, None, None, None] * A[0] + axes[1][None, :, None, None] * A[1]
+    q = q + axes[2][None, None, :, None] * A[2]
+    q = q * (2 * math.pi) if q.requires_grad else q.mul_(2 * math.pi)
+    return axes, map_shape, q.reshape(-1, 3)
+
+
+def _hkl_of(axes) -> torch.Tensor:
+    """The flat (n_points, 3) grid of Miller indices of ``axes``, h slowest."""
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
 def compute_molecular_transform(
@@ -527,9 +540,10 @@ def compute_molecular_transform(
 
 
 def _molecular_transform_of(model, hsampling, ksampling, lsampling, U=None, expand_friedel=True, res_limit=0,
-                           batch_size=10000):
-    """:func:`compute_molecular_transform` of an :class:`~eryx_port.pdb.AtomicModel` already read."""
-    axes, hkl, map_shape, q_grid = _grid_setup(model, hsampling, ksampling, lsampling)
+                           batch_size=10000, grid=None):
+    """:func:`compute_molecular_transform` of an :class:`~eryx_port.pdb.AtomicModel` already read
+    (``grid``: :func:`_grid_setup`'s result for these samplings, when the caller has it)."""
+    axes, map_shape, q_grid = grid or _grid_setup(model, hsampling, ksampling, lsampling)
     mask = map_utils.resolution_on_grid(model.cell, axes) > res_limit
     rates = tuple(s[2] for s in (hsampling, ksampling, lsampling))
 
@@ -537,14 +551,14 @@ def _molecular_transform_of(model, hsampling, ksampling, lsampling, U=None, expa
         xyz, ff_a, ff_b, ff_c = _stacked_atoms(model, model.dtype, model.device)
         u = _per_asu_U(U, xyz.shape[0], xyz.shape[1], model.dtype, model.device)
         values = _grid_values(axes, mask, model.A_inv, xyz, ff_a, ff_b, ff_c, u, batch_size)
-        return q_grid, _scatter_into(hkl.shape[0], mask.reshape(-1), values).reshape(map_shape)
+        return q_grid, _scatter_into(mask.numel(), mask.reshape(-1), values).reshape(map_shape)
     if expand_friedel:
         dtype, device = _model_context(model, None, None)
         I = _incoherent_sum_real_grid(model, axes, _sampling3(rates), U, mask, batch_size, dtype, device)
         if I is None:
-            I = incoherent_sum_real(model, hkl, rates, U, mask.reshape(-1), batch_size)
+            I = incoherent_sum_real(model, _hkl_of(axes), rates, U, mask.reshape(-1), batch_size)
         return q_grid, I
-    I = incoherent_sum_reciprocal(model, hkl, rates, U, batch_size)
+    I = incoherent_sum_reciprocal(model, _hkl_of(axes), rates, U, batch_size)
     return q_grid, torch.where(mask.reshape(-1), I, torch.zeros_like(I)).reshape(map_shape)
 
 
@@ -579,11 +593,11 @@ def _peak_axes(axes, A_inv):
     return on
 
 
-def _crystal_transform_of(model, hsampling, ksampling, lsampling, U=None, res_limit=0, batch_size=5000):
+def _crystal_transform_of(model, hsampling, ksampling, lsampling, U=None, res_limit=0, batch_size=5000, grid=None):
     """:func:`compute_crystal_transform` of an :class:`~eryx_port.pdb.AtomicModel` already read
-    (``frame=-1``); flattens it, as eryx does."""
+    (``frame=-1``); flattens it, as eryx does (``grid`` as for :func:`_molecular_transform_of`)."""
     model.flatten_model()
-    axes, hkl, map_shape, q_grid = _grid_setup(model, hsampling, ksampling, lsampling)
+    axes, map_shape, q_grid = grid or _grid_setup(model, hsampling, ksampling, lsampling)
     n_atoms = model.xyz.shape[0]
     u = None
     if U is not None:
@@ -604,6 +618,7 @@ def _crystal_transform_of(model, hsampling, ksampling, lsampling, U=None, res_li
             I = I.index_put((idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]),
                             torch.where(inside, values, torch.zeros_like(values)))
         return q_grid, I
+    hkl = _hkl_of(axes)
     mask, _ = map_utils.get_resolution_mask(model.cell, hkl, res_limit)
     dq = torch.round(map_utils.get_dq_map(model.A_inv, hkl), decimals=5)
     on_peak = mask & (dq == 0)

@@ -202,74 +202,79 @@ def integral_axis(values: torch.Tensor, rate: float) -> torch.Tensor | None:
     return n.to(torch.int64)
 
 
-def integral_operators(rotations: torch.Tensor, rates: Sequence[float]) -> torch.Tensor | None:
-    """The (n_ops, 3, 3) int64 matrices ``M`` with ``round(hkl @ R * rate) = n @ M`` for ``hkl = n / rate``,
-    when ``diag(1/rate) R diag(rate)`` is integral for every ``R`` of ``rotations``; None otherwise."""
-    s = torch.tensor([float(r) for r in rates], dtype=torch.float64)
-    scaled = rotations.detach().to(device="cpu", dtype=torch.float64) * s[None, None, :] / s[None, :, None]
-    m = torch.round(scaled)
-    if float((scaled - m).abs().max()) > _OPERATOR_TOL:
-        return None
-    return m.to(torch.int64)
-
-
-def image_bounds(axes: Sequence[torch.Tensor], ops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smallest and largest ``n @ M`` per component over the product grid of the integer ``axes``
-    and every operator ``M`` of ``ops`` (n_ops, 3, 3): the box :func:`get_ravel_indices` spans."""
-    ends = torch.tensor([[int(a.min()), int(a.max())] for a in axes], dtype=torch.int64)  # (3, 2)
-    terms = ops[:, :, :, None] * ends[None, :, None, :]  # (n_ops, d, e, end)
-    lower = terms.min(dim=3).values.sum(dim=1).min(dim=0).values
-    upper = terms.max(dim=3).values.sum(dim=1).max(dim=0).values
-    return lower, upper
-
-
-def _distinct_matrices(ops: torch.Tensor) -> list[torch.Tensor]:
-    seen, out = set(), []
-    for m in ops:
-        key = tuple(m.reshape(-1).tolist())
-        if key not in seen:
-            seen.add(key)
-            out.append(m)
+def integral_operators(rotations: torch.Tensor, rates: Sequence[float]) -> list[tuple[tuple[int, ...], ...]] | None:
+    """The 3x3 integer matrices ``M`` (tuples of rows) with ``round(hkl @ R * rate) = n @ M`` for
+    ``hkl = n / rate``, when ``diag(1/rate) R diag(rate)`` is integral for every ``R`` of ``rotations``
+    (n_ops, 3, 3); None otherwise."""
+    s = [float(r) for r in rates]
+    out = []
+    for rot in rotations.detach().cpu().tolist():
+        m = []
+        for d in range(3):
+            row = []
+            for e in range(3):
+                v = rot[d][e] * s[e] / s[d]
+                if abs(v - round(v)) > _OPERATOR_TOL:
+                    return None
+                row.append(int(round(v)))
+            m.append(tuple(row))
+        out.append(tuple(m))
     return out
 
 
-def orbit_sizes(axes: Sequence[torch.Tensor], ops: torch.Tensor) -> torch.Tensor | None:
-    """How many distinct points ``n @ M`` the operators give, for every ``n`` of the product grid of
-    the integer ``axes``: (n0, n1, n2) int64.
+def image_bounds(axes: Sequence[torch.Tensor], ops) -> tuple[list[int], list[int]]:
+    """Smallest and largest ``n @ M`` per component over the product grid of the integer ``axes``
+    and every operator ``M`` of ``ops``: the box :func:`get_ravel_indices` spans."""
+    ends = [(int(a.min()), int(a.max())) for a in axes]
+    lower, upper = [None] * 3, [None] * 3
+    for m in ops:
+        for e in range(3):
+            lo = sum(min(m[d][e] * ends[d][0], m[d][e] * ends[d][1]) for d in range(3))
+            hi = sum(max(m[d][e] * ends[d][0], m[d][e] * ends[d][1]) for d in range(3))
+            lower[e] = lo if lower[e] is None else min(lower[e], lo)
+            upper[e] = hi if upper[e] is None else max(upper[e], hi)
+    return lower, upper
+
+
+def _matmul3(a, b):
+    return tuple(tuple(sum(a[i][k] * b[k][j] for k in range(3)) for j in range(3)) for i in range(3))
+
+
+def _det3(m) -> int:
+    return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
+
+
+def orbit_sizes(axes: Sequence[torch.Tensor], ops) -> torch.Tensor | None:
+    """How many distinct points ``n @ M`` the integer matrices ``ops`` give, for every ``n`` of the
+    product grid of the integer ``axes``: (n0, n1, n2) int64.
 
     Counted as ``|S| / |stabiliser of n|`` over the distinct matrices ``S`` of ``ops``, which needs
     ``S`` to be a group (the point group with Friedel's inversion is one); None otherwise. The
     stabiliser conditions ``n (M - I) = 0`` are linear, so each is a comparison of broadcast axis
     vectors, not a pass over rotated copies of the grid.
     """
-    group = _distinct_matrices(ops)
-    eye = torch.eye(3, dtype=torch.int64)
-    keys = {tuple(m.reshape(-1).tolist()) for m in group}
-    if tuple(eye.reshape(-1).tolist()) not in keys:
+    group = list(dict.fromkeys(ops))
+    eye = ((1, 0, 0), (0, 1, 0), (0, 0, 1))
+    members = set(group)
+    if eye not in members or any(abs(_det3(a)) != 1 for a in group):
         return None
-    for a in group:
-        if abs(round(float(torch.det(a.double())))) != 1:
-            return None
-        for b in group:
-            if tuple((a @ b).reshape(-1).tolist()) not in keys:
-                return None
-    device = axes[0].device
+    if any(_matmul3(a, b) not in members for a in group for b in group):
+        return None
     shaped = [axes[0].reshape(-1, 1, 1), axes[1].reshape(1, -1, 1), axes[2].reshape(1, 1, -1)]
     shape = tuple(int(a.numel()) for a in axes)
-    fixed = torch.zeros(shape, dtype=torch.int64, device=device)
+    fixed = torch.ones(shape, dtype=torch.int64, device=axes[0].device)  # the identity fixes every point
     for m in group:
-        d = (m - eye).tolist()
+        if m == eye:
+            continue
         cond = None
         for e in range(3):
-            terms = [shaped[i] * d[i][e] for i in range(3) if d[i][e] != 0]
+            terms = [shaped[d] * (m[d][e] - eye[d][e]) for d in range(3) if m[d][e] != eye[d][e]]
             if not terms:
                 continue
             c = reduce(torch.add, terms) == 0
             cond = c if cond is None else cond & c
-        if cond is None:
-            fixed += 1
-        else:
-            fixed += cond
+        fixed += cond
     return len(group) // fixed
 
 
@@ -318,12 +323,20 @@ def _resolution(c: torch.Tensor, h: torch.Tensor, k: torch.Tensor, l: torch.Tens
     # squared volume of the unit cell with unit edges
     v2 = 1.0 - (cos**2).sum() + 2.0 * cos.prod()
     diag = (h * sin[0] / a) ** 2 + (k * sin[1] / b) ** 2 + (l * sin[2] / cc) ** 2
-    cross = (
-        2.0 * k * l * (cos[1] * cos[2] - cos[0]) / (b * cc)
-        + 2.0 * l * h * (cos[2] * cos[0] - cos[1]) / (cc * a)
-        + 2.0 * h * k * (cos[0] * cos[1] - cos[2]) / (a * b)
-    )
-    return 1.0 / torch.sqrt((diag + cross) / v2)
+    x_kl = 2.0 * k * l * (cos[1] * cos[2] - cos[0]) / (b * cc)
+    x_lh = 2.0 * l * h * (cos[2] * cos[0] - cos[1]) / (cc * a)
+    x_hk = 2.0 * h * k * (cos[0] * cos[1] - cos[2]) / (a * b)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (c, h, k, l)):
+        return 1.0 / torch.sqrt((diag + (x_kl + x_lh + x_hk)) / v2)
+    # the same operations in place (on a grid of broadcast axes, two full-size arrays instead of six)
+    cross = _add(x_kl + x_lh, x_hk)
+    return _add(diag, cross).div_(v2).sqrt_().reciprocal_()
+
+
+def _add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a + b`` into ``a`` (a temporary) when it already has the broadcast shape."""
+    holds = a.dim() >= b.dim() and all(x == y or y == 1 for x, y in zip(a.shape[::-1], b.shape[::-1]))
+    return a.add_(b) if holds else a + b
 
 
 def get_resolution_mask(cell, hkl_grid, res_limit, *, dtype=None, device=None):

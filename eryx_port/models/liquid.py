@@ -31,8 +31,8 @@ import numbers
 
 import torch
 
-from ..base import compute_crystal_transform, compute_molecular_transform
-from ..map_utils import generate_grid, get_resolution_mask
+from ..base import _crystal_transform_of, _grid_setup, _molecular_transform_of
+from ..map_utils import resolution_on_grid
 from ..pdb import AtomicModel
 from ..stats import compute_cc
 from ..tensors import as_real, resolve_device, resolve_dtype
@@ -61,6 +61,26 @@ def _fast_length(n: int) -> int:
             p35 *= 3
         p5 *= 5
     return best_len
+
+
+class _InverseBuffers:
+    """``irfftn(spectrum, s=shape)[lo:lo + size]`` along the three axes, one axis at a time and each
+    cropped before the next transform (fewer, shorter transforms than the whole inverse), in buffers
+    kept from one call to the next."""
+
+    def __init__(self, spectrum: torch.Tensor, shape, lo, size):
+        self.shape, self.lo, self.size = shape, lo, size
+        n0, n1, n2 = spectrum.shape
+        self.a = torch.empty((n0, n1, n2), dtype=spectrum.dtype, device=spectrum.device)
+        self.b = torch.empty((size[0], n1, n2), dtype=spectrum.dtype, device=spectrum.device)
+        self.c = torch.empty((size[0], size[1], shape[2]), dtype=spectrum.real.dtype, device=spectrum.device)
+
+    def inverse(self, spectrum: torch.Tensor) -> torch.Tensor:
+        lo, size = self.lo, self.size
+        torch.fft.ifft(spectrum, dim=0, out=self.a)
+        torch.fft.ifft(self.a[lo[0]:lo[0] + size[0]], dim=1, out=self.b)
+        torch.fft.irfft(self.b[:, lo[1]:lo[1] + size[1]], n=self.shape[2], dim=2, out=self.c)
+        return self.c[:, :, lo[2]:lo[2] + size[2]]
 
 
 class LiquidLikeMotions:
@@ -100,20 +120,24 @@ class LiquidLikeMotions:
             raise ValueError(f"border must be a non-negative integer (Miller indices per side), got {border!r}")
         border = int(border)
         _check_res_limit(res_limit)
-        model = AtomicModel(pdb_path, expand_p1=expand_p1, dtype=self.dtype, device=self.device)
-        model.flatten_model()  # as eryx (only the cell and A_inv are used here)
+        # one reading serves the grid and the transform: the molecular transform reads the first
+        # model of the file, the crystal transform all of them (the cell is the same)
+        model = AtomicModel(pdb_path, expand_p1=expand_p1, frame=0 if asu_confined else -1, dtype=self.dtype,
+                            device=self.device)
         padded = [(s[0] - border, s[1] + border, s[2]) for s in (self.hsampling, self.ksampling, self.lsampling)]
-        hkl_grid, self.map_shape = generate_grid(model.A_inv, *padded, return_hkl=True)
-        self.map_shape = tuple(int(n) for n in self.map_shape)
-        self.res_mask, _ = get_resolution_mask(model.cell, hkl_grid, res_limit)
+        grid = _grid_setup(model, *padded)
+        axes, self.map_shape, _ = grid
+        self.res_mask = (resolution_on_grid(model.cell, axes) > res_limit).reshape(-1)
 
-        kwargs = dict(expand_p1=expand_p1, res_limit=res_limit, batch_size=batch_size, n_processes=n_processes,
-                      dtype=self.dtype, device=self.device)
         if asu_confined:
-            self.q_grid, self.transform = compute_molecular_transform(pdb_path, *padded, expand_friedel=False, **kwargs)
+            self.q_grid, self.transform = _molecular_transform_of(model, *padded, expand_friedel=False,
+                                                                  res_limit=res_limit, batch_size=batch_size, grid=grid)
         else:
-            self.q_grid, self.transform = compute_crystal_transform(pdb_path, *padded, **kwargs)
+            self.q_grid, self.transform = _crystal_transform_of(model, *padded, res_limit=res_limit,
+                                                                batch_size=batch_size, grid=grid)
         self.q_mags = torch.linalg.norm(self.q_grid, dim=1)
+        self._axes = axes
+        self._metric = model.A_inv @ model.A_inv.T
 
         pads = [border * int(s[2]) for s in (self.hsampling, self.ksampling, self.lsampling)]
         inside = [torch.zeros(n, dtype=torch.bool, device=self.device) for n in self.map_shape]
@@ -184,6 +208,8 @@ class LiquidLikeMotions:
         """
         s = as_sigmas(sigmas, self.dtype, self.device)
         g = as_gammas(gammas, self.dtype, self.device)
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in (s, g, self.transform, self.q_grid, self.q_mags))):
+            return self._maps(s, g)
         # the kernel normalised to unit sum: 8 pi gamma^3 cancels
         kernels = (1 + (g[:, None] * self.q_mags[None, :]).square()).square().reciprocal()
         kernels = kernels / kernels.sum(dim=1, keepdim=True)
@@ -192,6 +218,108 @@ class LiquidLikeMotions:
         scale = torch.exp(-q2s2) * q2s2
         Id = (scale[:, None, :] * conv[None, :, :]).reshape(-1, conv.shape[1])
         return Id.masked_fill_(~self.res_mask[None, :], math.nan)  # NaN beyond res_limit, no gradient there
+
+    # ------------------------------------------------------------------ maps without gradients
+
+    def _even_kernel(self) -> bool:
+        """Whether every kernel is even along each axis about the grid's centre: an odd number of points
+        per axis placed symmetrically about 0, and a metric without cross terms (|q|^2 a sum of one
+        term per axis). Its spectrum is then a product of cosine transforms of one octant."""
+        cached = getattr(self, "_even", None)
+        if cached is None:
+            axes, G = self._axes, self._metric.detach()
+            symmetric = all(a.numel() % 2 == 1 and float((a + a.flip(0)).abs().max()) <= 1e-9 * max(1.0, float(a.abs().max()))
+                            for a in axes)
+            diag = G.diagonal()
+            cross = (G - torch.diag(diag)).abs().max()
+            cached = symmetric and float(cross) <= 1e-12 * float(diag.abs().min())
+            self._even = cached
+        return cached
+
+    def _cosine_tables(self, shape):
+        """Per axis, the (L // 2 + 1, c + 1) table ``w(d) cos(2 pi w d / L)`` (w(0) = 1, else 2) that turns
+        an octant of an even kernel into its spectrum, and the index folding frequency w onto
+        min(w, L - w)."""
+        tables, folds = [], []
+        for m, L in zip(self.map_shape, shape):
+            c = (m - 1) // 2
+            w = torch.arange(L // 2 + 1, device=self.device)
+            d = torch.arange(c + 1, device=self.device)
+            angle = (w[:, None] * d[None, :]) % L  # exact integers: the angle stays in [0, 2 pi)
+            t = torch.cos(angle.to(self.dtype) * (2 * math.pi / L))
+            t[:, 1:] *= 2
+            tables.append(t)
+            full = torch.arange(L, device=self.device)
+            folds.append(torch.minimum(full, L - full))
+        return tables, folds
+
+    def _maps(self, s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """:meth:`apply_disorder` without gradients: one gamma at a time in reused buffers, each
+        convolved map multiplied by the sigma factors straight into the output."""
+        n_points = self.q_mags.numel()
+        n_s, n_g = s.shape[0], g.numel()
+        Id = torch.empty((n_s, n_g, n_points), dtype=self.dtype, device=self.device)
+        # the sigma factors q2s2 exp(-q2s2), kept in the output's first gamma slot until it is filled
+        scale = Id[:, 0]
+        torch.mul(s.square()[:, None], self.q_mags.square()[None, :], out=scale) if s.ndim == 1 else \
+            torch.matmul(s.square(), self.q_grid.square().T, out=scale)
+        row = torch.empty(n_points, dtype=self.dtype, device=self.device)
+        for i in range(n_s):
+            torch.neg(scale[i], out=row)
+            scale[i].mul_(row.exp_())
+        shape3 = self.map_shape
+        order = range(n_g - 1, -1, -1)  # the slot holding the factors last
+        if math.prod(shape3) >= self.circular_above:
+            for j in order:
+                kernel = (g[j] * self.q_mags).square_().add_(1).square_().reciprocal_()
+                conv = self.fft_convolve(self.transform, (kernel / kernel.sum()).reshape(shape3)).reshape(-1)
+                torch.mul(scale, conv, out=Id[:, j])
+            return self._nan_beyond(Id.reshape(n_s * n_g, n_points))
+        start = [(m - 1) // 2 for m in shape3]
+        shape = [_fast_length(max(2 * m - 1 - c, c + m)) for m, c in zip(shape3, start)]
+        spectrum = self._transform_spectrum(shape)
+        product = torch.empty_like(spectrum)
+        even = self._even_kernel()
+        if even:
+            # the kernel centred on index 0 (circularly): out[i] = sum_j T[j] K(i - j), cropped from 0
+            tables, folds = self._cosine_tables(shape)
+            octant = self.q_mags.reshape(shape3)[start[0]:, start[1]:, start[2]:]
+            weight = (tables[0][0, :, None, None] * tables[1][0, None, :, None] * tables[2][0, None, None, :])
+            half = torch.empty((shape[0], folds[1].numel() // 2 + 1, shape[2] // 2 + 1, 2), dtype=self.dtype,
+                               device=self.device)
+            k_hat = torch.empty((*spectrum.shape, 2), dtype=self.dtype, device=self.device)
+            lo = (0, 0, 0)
+        else:
+            lo = start
+        buffers = _InverseBuffers(spectrum, shape, lo, shape3)
+        factors = scale.reshape(n_s, *shape3)
+        for j in order:
+            if even:
+                k = (g[j] * octant).square_().add_(1).square_().reciprocal_()
+                k /= (k * weight).sum()
+                # spectrum of the even kernel: cosine transforms of the octant along l, k, h
+                x = k @ tables[2].T  # (c0+1, c1+1, L2//2+1)
+                x = torch.matmul(tables[1], x)  # (c0+1, L1//2+1, L2//2+1)
+                x = (tables[0] @ x.reshape(x.shape[0], -1)).reshape(-1, x.shape[1], x.shape[2])
+                # unfolded to every frequency, each value twice (real and imaginary parts of the product)
+                x = x[..., None].expand(*x.shape, 2)
+                torch.index_select(x, 0, folds[0], out=half)
+                torch.index_select(half, 1, folds[1], out=k_hat)
+                torch.mul(torch.view_as_real(spectrum), k_hat, out=torch.view_as_real(product))
+            else:
+                k = (g[j] * self.q_mags).square_().add_(1).square_().reciprocal_()
+                k /= k.sum()
+                torch.mul(spectrum, torch.fft.rfftn(k.reshape(shape3), s=shape, dim=(-3, -2, -1)), out=product)
+            conv = buffers.inverse(product)
+            torch.mul(factors, conv, out=Id[:, j].view(n_s, *shape3))
+        return self._nan_beyond(Id.reshape(n_s * n_g, n_points))
+
+    def _nan_beyond(self, Id: torch.Tensor) -> torch.Tensor:
+        outside = getattr(self, "_outside", None)
+        if outside is None or outside[0] is not self.res_mask:
+            outside = (self.res_mask, bool((~self.res_mask).any()))
+            self._outside = outside
+        return Id.masked_fill_(~self.res_mask[None, :], math.nan) if outside[1] else Id
 
     def _inside(self, maps: torch.Tensor) -> torch.Tensor:
         return maps[..., self.mask.reshape(-1) == 1]

@@ -101,8 +101,11 @@ class RigidBodyTranslations:
         s = as_sigmas(sigmas, self.dtype, self.device)
         flat = self.transform.reshape(-1)
         missing = torch.isnan(flat)
-        weight = 1 - torch.exp(-q2_sigma2(s, self.q_grid, self.q_mags))
-        Id = flat.nan_to_num(0.0) * weight
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (s, flat, self.q_grid, self.q_mags)):
+            weight = 1 - torch.exp(-q2_sigma2(s, self.q_grid, self.q_mags))
+            Id = flat.nan_to_num(0.0) * weight
+        else:  # the same arithmetic in one buffer (the maps are the only large array)
+            Id = q2_sigma2(s, self.q_grid, self.q_mags).neg_().exp_().neg_().add_(1).mul_(flat.nan_to_num(0.0))
         return Id.masked_fill_(missing, math.nan)  # NaN where the transform is, no gradient there
 
     # ------------------------------------------------------------------ scans and fits
