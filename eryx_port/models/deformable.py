@@ -237,6 +237,12 @@ class NonInteractingDeformableMolecules:
         distinct |q|^2 (by the structure-factor routine, at the atoms' origin).
         """
         m = self.model
+        grad = torch.is_grad_enabled() and (self.ADP.requires_grad or m.xyz.requires_grad)
+        key = (m.xyz, m.xyz._version, self.q_grid, self.ADP.detach().clone())
+        cached = getattr(self, "_factors_cache", None)
+        if not grad and cached is not None and all(a is b for a, b in zip(cached[0][:3], key[:3])) \
+                and cached[0][1] == key[1] and torch.equal(cached[0][3], key[3]):
+            return cached[1]  # the exact and the soft-coupling maps read the same factors
         n_asu, n_atoms = m.xyz.shape[:2]
         axes = grid_axes(self.hsampling, self.ksampling, self.lsampling, dtype=self.dtype, device=self.device)
         n_k, n_l = axes[1].numel(), axes[2].numel()
@@ -250,14 +256,32 @@ class NonInteractingDeformableMolecules:
         first = torch.full((distinct.numel(),), q2.numel(), dtype=torch.long, device=q2.device)
         first = first.scatter_reduce(0, inverse, torch.arange(q2.numel(), device=q2.device), "amin")
         ff = (m.ff_a.reshape(n_asu * n_atoms, -1), m.ff_b.reshape(n_asu * n_atoms, -1), m.ff_c.reshape(-1))
-        origin = torch.zeros_like(frac)
-        amp = scatter.structure_factors(self.q_grid[first], origin, *ff, U=self.ADP.repeat(n_asu),
-                                        batch_size=self.batch_size, sum_over_atoms=False).real  # (distinct, asu atom)
+        U = self.ADP.repeat(n_asu)
+        kinds = None
+        if not grad:  # atoms of equal form factor and U (the ASUs' copies) share their amplitudes
+            rows = torch.cat([ff[0], ff[1], ff[2][:, None], U[:, None]], dim=1)
+            _, kinds = torch.unique(rows, dim=0, return_inverse=True)
+            one = torch.full((int(kinds.max()) + 1,), kinds.numel(), dtype=torch.long, device=kinds.device)
+            one = one.scatter_reduce(0, kinds, torch.arange(kinds.numel(), device=kinds.device), "amin")
+            ff, U = tuple(t[one] for t in ff), U[one]
+        origin = torch.zeros((U.numel(), 3), dtype=frac.dtype, device=frac.device)
+        amp = scatter.structure_factors(self.q_grid[first], origin, *ff, U=U,
+                                        batch_size=self.batch_size, sum_over_atoms=False).real  # (distinct, kind)
+        if kinds is not None:
+            amp = amp[:, kinds]  # (distinct, asu atom)
 
         n_q = q2.numel()
 
         def build(points):
-            if points is None:  # every point: outer products of the tables, no gathers
+            if points is None and not grad:  # every point, plane by plane along h: products of the tables
+                X = amp.new_empty((n_q, 2, n_asu * n_atoms))
+                plane = n_k * n_l
+                for h in range(axes[0].numel()):
+                    P = (tables[0][h] * tables[1]).reshape(-1, 1, n_asu * n_atoms) * tables[2][None]
+                    rows = slice(h * plane, (h + 1) * plane)
+                    torch.mul(torch.view_as_real(P.reshape(plane, -1)).transpose(1, 2), amp[inverse[rows]][:, None, :], out=X[rows])
+                return X.reshape(-1, 2 * n_asu, n_atoms)
+            if points is None:
                 P = (tables[0][:, None] * tables[1][None]).reshape(-1, 1, n_asu * n_atoms) * tables[2][None]
                 P, a = P.reshape(n_q, -1), amp[inverse]
             else:
@@ -277,6 +301,7 @@ class NonInteractingDeformableMolecules:
                 return whole if points is None else whole[points]
             return build(torch.arange(n_q, device=q2.device) if points is None else points)
 
+        self._factors_cache = None if grad else (key, factors)
         return factors
 
     def compute_scl_intensity(self, rank=-1, outdir=None):
