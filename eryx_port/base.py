@@ -262,6 +262,18 @@ def _separable_ok(xyz, ff_a, ff_b, ff_c, U) -> bool:
     return all(torch.equal(c[0], c[i]) for c in (ff_a, ff_b, ff_c) for i in range(1, c.shape[0]))
 
 
+def _element_groups(ff_a, ff_b, ff_c):
+    """Atoms of one ASU grouped by identical form-factor coefficients: the atom order that puts each
+    group together, the group sizes and one coefficient row ``a..., b..., c`` per group."""
+    rows = torch.cat([ff_a[0], ff_b[0], ff_c[0][:, None]], dim=1)
+    groups: dict[tuple, list[int]] = {}
+    for i, key in enumerate(map(tuple, rows.detach().tolist())):
+        groups.setdefault(key, []).append(i)
+    order = [i for members in groups.values() for i in members]
+    sizes = [len(members) for members in groups.values()]
+    return order, sizes, rows[[members[0] for members in groups.values()]]
+
+
 def _box_intensity(axes, A_inv, xyz, ff_a, ff_b, ff_c, U):
     """``sum_asu |F_asu|^2`` on the product grid of the Miller indices ``axes`` (h, k, l values):
     (n_h, n_k, n_l). ``U`` is None or a scalar; the ASUs share their form factors.
@@ -269,34 +281,35 @@ def _box_intensity(axes, A_inv, xyz, ff_a, ff_b, ff_c, U):
     ``exp(i q.r) = exp(2 pi i h x) exp(2 pi i k y) exp(2 pi i l z)`` (x, y, z fractional), so per
     element (atoms with one set of form-factor coefficients) the sum over its atoms is a batched
     matrix product of the (h, k) phase table with the l table; no transcendental function is taken
-    per (atom, point) pair. Slabs of h bound the memory.
+    per (atom, point) pair. Real arithmetic throughout; slabs of h bound the memory.
     """
     n_asu, n_atoms = xyz.shape[:2]
-    coefs = torch.cat([ff_a[0], ff_b[0], ff_c[0][:, None]], dim=1)
-    distinct, inverse = torch.unique(coefs.detach(), dim=0, return_inverse=True)
-    order = torch.argsort(inverse, stable=True)
-    sizes = torch.bincount(inverse, minlength=distinct.shape[0]).tolist()
-    coefs = coefs[order[torch.cumsum(torch.tensor([0] + sizes[:-1]), 0)]]  # one row per element
+    order, sizes, coefs = _element_groups(ff_a, ff_b, ff_c)
     n_g = ff_a.shape[-1]
-    frac = xyz[:, order] @ A_inv.T  # (n_asu, n_atoms, 3) fractional coordinates
-    tables = [torch.polar(torch.ones_like(a)[:, None, None].expand(-1, n_asu, n_atoms),
-                          (2 * math.pi) * a[:, None, None] * frac[None, :, :, d]) for d, a in enumerate(axes)]
+    frac = xyz[:, order] @ A_inv.T  # (n_asu, n_atoms, 3) fractional coordinates, atoms grouped
+    angles = [(2 * math.pi) * a[:, None, None] * frac[None, :, :, d] for d, a in enumerate(axes)]
+    cos = [torch.cos(t) for t in angles]  # (n_d, n_asu, n_atoms)
+    sin = [torch.sin(t) for t in angles]
     n0, n1, n2 = (int(a.numel()) for a in axes)
-    Z = tables[2].permute(1, 2, 0)  # (n_asu, n_atoms, n_l)
+    Z = torch.cat([cos[2].permute(1, 2, 0), sin[2].permute(1, 2, 0)], dim=2)  # (n_asu, n_atoms, 2 n_l)
     G = A_inv @ A_inv.T
-    row_bytes = 16 * n1 * (n_asu * (n_atoms + 2 * n2) + 2 * n2)
+    row_bytes = 8 * n1 * (n_asu * (4 * n_atoms + 8 * n2) + 4 * n2)
     width = max(1, min(n0, _BOX_SLAB_BYTES // max(1, row_bytes)))
+    k, l = axes[1].reshape(1, -1, 1), axes[2].reshape(1, 1, -1)
     out = []
     for start in range(0, n0, width):
         stop = min(n0, start + width)
         h = axes[0][start:stop].reshape(-1, 1, 1)
-        k, l = axes[1].reshape(1, -1, 1), axes[2].reshape(1, 1, -1)
         # |q|^2 = 4 pi^2 hkl G hkl^T
         qsq = (h * h * G[0, 0] + k * k * G[1, 1] + l * l * G[2, 2]
                + 2 * (h * k * G[0, 1] + h * l * G[0, 2] + k * l * G[1, 2])) * (4 * math.pi**2)
         s2 = (qsq / (16 * math.pi**2)).reshape(-1, n2)
-        XY = (tables[0][start:stop, None] * tables[1][None]).permute(2, 0, 1, 3).reshape(n_asu, -1, n_atoms)
-        F = None
+        # the (h, k) phase table: (n_asu, rows, n_atoms), real and imaginary parts
+        xc, xs = cos[0][start:stop, None], sin[0][start:stop, None]
+        yc, ys = cos[1][None], sin[1][None]
+        re = (xc * yc - xs * ys).permute(2, 0, 1, 3).reshape(n_asu, -1, n_atoms)
+        im = (xc * ys + xs * yc).permute(2, 0, 1, 3).reshape(n_asu, -1, n_atoms)
+        F_re = F_im = None
         first = 0
         for e, size in enumerate(sizes):
             c = coefs[e]
@@ -304,13 +317,18 @@ def _box_intensity(axes, A_inv, xyz, ff_a, ff_b, ff_c, U):
             for i in range(1, n_g):
                 f = f + c[i] * torch.exp(-c[n_g + i] * s2)
             f = f + c[2 * n_g]
-            S = torch.bmm(XY[:, :, first:first + size], Z[:, first:first + size])
-            S = S * f
-            F = S if F is None else F + S
+            z = Z[:, first:first + size]
+            P = torch.matmul(re[:, :, first:first + size], z)  # [re cos_l, re sin_l]
+            Q = torch.matmul(im[:, :, first:first + size], z)  # [im cos_l, im sin_l]
+            S_re = (P[..., :n2] - Q[..., n2:]) * f
+            S_im = (P[..., n2:] + Q[..., :n2]) * f
+            F_re = S_re if F_re is None else F_re + S_re
+            F_im = S_im if F_im is None else F_im + S_im
             first += size
         if U is not None:
-            F = F * torch.exp(-0.5 * qsq.reshape(-1, n2) * U)
-        out.append((F.real**2 + F.imag**2).sum(dim=0).reshape(stop - start, n1, n2))
+            debye_waller = torch.exp(-0.5 * qsq.reshape(-1, n2) * U)
+            F_re, F_im = F_re * debye_waller, F_im * debye_waller
+        out.append((F_re * F_re + F_im * F_im).sum(dim=0).reshape(stop - start, n1, n2))
     return torch.cat(out) if len(out) > 1 else out[0]
 
 
@@ -319,7 +337,7 @@ def _grid_values(axes, keep, A_inv, xyz, ff_a, ff_b, ff_c, U, batch_size):
     n_keep = int(keep.sum())
     if n_keep == 0:
         return A_inv.new_zeros(0)
-    used = [keep.any(dim=(1, 2)), keep.any(dim=(0, 2)), keep.any(dim=(0, 1))]
+    used = [keep.sum(dim=(1, 2)) > 0, keep.sum(dim=(0, 2)) > 0, keep.sum(dim=(0, 1)) > 0]
     sub = [a[u] for a, u in zip(axes, used)]
     if _separable_ok(xyz, ff_a, ff_b, ff_c, U) and math.prod(a.numel() for a in sub) <= _ENGINE_MAX_BOX * n_keep:
         inside = keep[used[0]][:, used[1]][:, :, used[2]]
