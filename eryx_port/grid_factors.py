@@ -238,13 +238,17 @@ def _product(a: torch.Tensor, b: torch.Tensor, shape) -> torch.Tensor:
     return torch.mul(a, b, out=torch.empty(shape, dtype=torch.result_type(a, b), device=a.device))
 
 
-def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, budget: int = 256 << 20):
+def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, budget: int = 256 << 20,
+              natural_order: bool = True):
     """Weighted structure-factor sums on all grid rows x the column indices ``f_range = (start, stop)``.
 
     ``axes``: the (h, k, l) values; ``xyz`` (n_asu, n_atoms, 3) Cartesian; ``weights``
     (n_asu, n_atoms, W) real; ``ff`` = (ff_a, ff_b, ff_c) of one ASU; ``U`` (n_atoms,) or
     (n_asu, n_atoms). Returns S (W, n_asu, n1, n2, stop - start) complex, the grid axes in the layout's
     order (a1, a2, f); ``budget`` bounds the bytes of the temporaries of one batch of row blocks.
+    ``natural_order=False``: S (W, n_asu, n_rows_padded, stop - start) with the rows in the layout's
+    block order (``S[..., layout.slot, :]`` gives the rows i1 * n2 + i2), for consumers that reduce
+    over copies first and reorder the smaller result.
 
     Each (row block, column block) pair is one batched product per element whose inner axis runs over
     (series term, atom): the left factor is the copy's row phases times the real row factors and
@@ -395,12 +399,22 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                             Y = Y[..., None] * wts[s0:s1, None, atom, None, :]
                         P = torch.bmm(X.view(ncs * nbs, n_k, B).transpose(1, 2), Y.reshape(ncs * nbs, n_k, w * W))
                     P = P.view(ncs, nbs, B, w, W)
-                    acc = P * scale_out if acc is None else acc.addcmul_(P, scale_out)
-                if S is None:
-                    S = acc.new_empty((n_asu, n_blocks, B, w_total, W))
-                S[s0:s1, sel, :, c0 : c0 + w] = acc
+                    if S is None:
+                        S = P.new_empty((n_asu, n_blocks, B, w_total, W))
+                    if acc is None:
+                        if torch.is_grad_enabled() and (P.requires_grad or scale_out.requires_grad):
+                            acc = P * scale_out
+                        else:  # straight into the result
+                            acc = torch.mul(P, scale_out, out=S[s0:s1, sel, :, c0 : c0 + w])
+                    else:
+                        acc = acc.addcmul_(P, scale_out)
+                if acc.data_ptr() != S[s0:s1, sel, :, c0 : c0 + w].data_ptr():
+                    S[s0:s1, sel, :, c0 : c0 + w] = acc
     if S is None:
         S = torch.zeros((n_asu, n_blocks, B, w_total, W), dtype=cdtype, device=xyz.device)
+    S = S.reshape(n_asu, n_blocks * B, w_total, W).permute(3, 0, 1, 2)
+    if not natural_order:
+        return S
     # one gather back to (i1, i2) order, into the component-first layout the consumers read plane by plane
-    S = S.reshape(n_asu, n_blocks * B, w_total, W).permute(3, 0, 1, 2)[:, :, layout.slot]
+    S = S[:, :, layout.slot]
     return S.reshape(W, n_asu, n1, n2, w_total)
