@@ -134,3 +134,18 @@ def test_bad_input_is_refused(model):
         NonInteractingDeformableMolecules(structure("5zck"), *GRID, gnm_cutoff=-1.0)
     with pytest.raises(ValueError, match="target"):
         model.fit(torch.ones(5))
+
+
+def test_maps_follow_new_b_factors_after_a_map_was_computed():
+    """The grid factors kept between maps are recomputed when the B-factors (hence ADP) change."""
+    from eryx_port.models import NonInteractingDeformableMolecules
+
+    path = str(structure("5zck"))
+    m = NonInteractingDeformableMolecules(path, (-2, 2, 2), (-2, 2, 2), (-2, 2, 2))
+    first = m.apply_disorder(scl=True)
+    adp = m.model.adp.detach().clone() * 1.7
+    m.update(adp=adp)
+    fresh = NonInteractingDeformableMolecules(path, (-2, 2, 2), (-2, 2, 2), (-2, 2, 2), adp=adp)
+    for scl in (True, False):
+        torch.testing.assert_close(m.apply_disorder(scl=scl), fresh.apply_disorder(scl=scl), rtol=1e-13, atol=0, equal_nan=True)
+    assert not torch.allclose(first, m.apply_disorder(scl=True), equal_nan=True)

@@ -182,3 +182,15 @@ def test_both_contraction_orders_of_coupled_cells_agree(monkeypatch, W):
         order = [layout.perm.index(i) for i in range(3)]
         S = got[0][:, asu].permute(*[o + 1 for o in order], 0).numpy()  # (h, k, l, W)
         assert np.abs(S - expected).max() <= 1e-13 * np.abs(expected).max()
+
+
+def test_block_order_is_the_natural_order_reordered():
+    """natural_order=False leaves the rows in the layout's block order: slot reorders them to i1 * n2 + i2."""
+    xyz, ff, U = _atoms()
+    axes = _axes((-1, 1, 3), (-1, 1, 3), (-2, 2, 5))
+    weights = torch.ones_like(xyz[..., :1])
+    layout = grid_factors.plan_layout(axes, 4 * math.pi**2 * A_INV @ A_INV.T)
+    n = axes[layout.perm[2]].numel()
+    natural = grid_factors.grid_sums(axes, A_INV, xyz, weights, ff, U, (0, n), layout)
+    blocks = grid_factors.grid_sums(axes, A_INV, xyz, weights, ff, U, (0, n), layout, natural_order=False)
+    assert torch.equal(blocks[:, :, layout.slot].reshape(natural.shape), natural)
