@@ -106,6 +106,8 @@ class RigidBodyTranslations:
             Id = flat.nan_to_num(0.0) * weight
         else:  # the same arithmetic in one buffer (the maps are the only large array)
             Id = q2_sigma2(s, self.q_grid, self.q_mags).neg_().exp_().neg_().add_(1).mul_(flat.nan_to_num(0.0))
+            if not bool(missing.any()):
+                return Id
         return Id.masked_fill_(missing, math.nan)  # NaN where the transform is, no gradient there
 
     # ------------------------------------------------------------------ scans and fits
