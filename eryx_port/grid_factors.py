@@ -382,13 +382,13 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                         P = torch.bmm(X, Y.reshape(ncs, -1, w * W))
                     elif Yr.ndim == 5:  # term by term: (B, n) x (n, w W) products, rows scaled by T_m
                         P = None
+                        X0 = (Lg * Xr).transpose(1, 2).reshape(ncs * nbs, -1, B)  # (ncs nbs, n_g, B)
                         for m in range(Yr.shape[2]):
                             n = int((term == m).sum())
                             Y = pf[:, None, :n, c0 : c0 + w] * Yr[:, :, m, :n]  # (ncs, nbs, n, w)
                             if not plain:
                                 Y = Y[..., None] * wts[s0:s1, None, :n, None, :]
-                            Xm = (Lg[:, :n] * Xr[:, :n]).transpose(1, 2).reshape(ncs * nbs, n, B).transpose(1, 2)
-                            Pm = torch.bmm(Xm, Y.reshape(ncs * nbs, n, w * W)).view(ncs, nbs, B, w * W)
+                            Pm = torch.bmm(X0[:, :n].transpose(1, 2), Y.reshape(ncs * nbs, n, w * W)).view(ncs, nbs, B, w * W)
                             Pm = torch.view_as_complex(torch.view_as_real(Pm) * T_rows[sel][None, :, :, m, None, None])
                             P = Pm if P is None else P.add_(Pm)
                     else:
