@@ -63,24 +63,11 @@ def _fast_length(n: int) -> int:
     return best_len
 
 
-class _InverseBuffers:
-    """``irfftn(spectrum, s=shape)[lo:lo + size]`` along the three axes, one axis at a time and each
-    cropped before the next transform (fewer, shorter transforms than the whole inverse), in buffers
-    kept from one call to the next."""
-
-    def __init__(self, spectrum: torch.Tensor, shape, lo, size):
-        self.shape, self.lo, self.size = shape, lo, size
-        n0, n1, n2 = spectrum.shape
-        self.a = torch.empty((n0, n1, n2), dtype=spectrum.dtype, device=spectrum.device)
-        self.b = torch.empty((size[0], n1, n2), dtype=spectrum.dtype, device=spectrum.device)
-        self.c = torch.empty((size[0], size[1], shape[2]), dtype=spectrum.real.dtype, device=spectrum.device)
-
-    def inverse(self, spectrum: torch.Tensor) -> torch.Tensor:
-        lo, size = self.lo, self.size
-        torch.fft.ifft(spectrum, dim=0, out=self.a)
-        torch.fft.ifft(self.a[lo[0]:lo[0] + size[0]], dim=1, out=self.b)
-        torch.fft.irfft(self.b[:, lo[1]:lo[1] + size[1]], n=self.shape[2], dim=2, out=self.c)
-        return self.c[:, :, lo[2]:lo[2] + size[2]]
+def _inverse_cropped(spectrum: torch.Tensor, shape, lo, size) -> torch.Tensor:
+    """``irfftn(spectrum, s=shape)[lo:lo + size]`` of a half spectrum held l-major, (L_l // 2 + 1, L_h, L_k):
+    the inverse over h and k (contiguous there), cropped, then the real inverse over l."""
+    x = torch.fft.ifftn(spectrum, dim=(1, 2))[:, lo[0]:lo[0] + size[0], lo[1]:lo[1] + size[1]]
+    return torch.fft.irfft(x.permute(1, 2, 0), n=shape[2], dim=2)[:, :, lo[2]:lo[2] + size[2]]
 
 
 class LiquidLikeMotions:
@@ -277,7 +264,12 @@ class LiquidLikeMotions:
             return self._nan_beyond(Id.reshape(n_s * n_g, n_points))
         start = [(m - 1) // 2 for m in shape3]
         shape = [_fast_length(max(2 * m - 1 - c, c + m)) for m, c in zip(shape3, start)]
-        spectrum = self._transform_spectrum(shape)
+        key = (id(self.transform), self.transform._version, tuple(shape))
+        cached = getattr(self, "_spectrum_l", None)
+        if cached is None or cached[0] != key:  # the transform's half spectrum, l-major
+            cached = (key, self._transform_spectrum(shape).permute(2, 0, 1).contiguous())
+            self._spectrum_l = cached
+        spectrum = cached[1]
         product = torch.empty_like(spectrum)
         even = self._even_kernel()
         if even:
@@ -285,13 +277,11 @@ class LiquidLikeMotions:
             tables, folds = self._cosine_tables(shape)
             octant = self.q_mags.reshape(shape3)[start[0]:, start[1]:, start[2]:]
             weight = (tables[0][0, :, None, None] * tables[1][0, None, :, None] * tables[2][0, None, None, :])
-            half = torch.empty((shape[0], folds[1].numel() // 2 + 1, shape[2] // 2 + 1, 2), dtype=self.dtype,
-                               device=self.device)
-            k_hat = torch.empty((*spectrum.shape, 2), dtype=self.dtype, device=self.device)
+            half = torch.empty((shape[2] // 2 + 1, shape[0], shape[1] // 2 + 1), dtype=self.dtype, device=self.device)
+            k_hat = torch.empty(spectrum.shape, dtype=self.dtype, device=self.device)
             lo = (0, 0, 0)
         else:
             lo = start
-        buffers = _InverseBuffers(spectrum, shape, lo, shape3)
         factors = scale.reshape(n_s, *shape3)
         for j in order:
             if even:
@@ -301,16 +291,16 @@ class LiquidLikeMotions:
                 x = k @ tables[2].T  # (c0+1, c1+1, L2//2+1)
                 x = torch.matmul(tables[1], x)  # (c0+1, L1//2+1, L2//2+1)
                 x = (tables[0] @ x.reshape(x.shape[0], -1)).reshape(-1, x.shape[1], x.shape[2])
-                # unfolded to every frequency, each value twice (real and imaginary parts of the product)
-                x = x[..., None].expand(*x.shape, 2)
-                torch.index_select(x, 0, folds[0], out=half)
-                torch.index_select(half, 1, folds[1], out=k_hat)
-                torch.mul(torch.view_as_real(spectrum), k_hat, out=torch.view_as_real(product))
+                # unfolded to every frequency, l-major
+                torch.index_select(x.permute(2, 0, 1), 1, folds[0], out=half)
+                torch.index_select(half, 2, folds[1], out=k_hat)
+                torch.mul(spectrum, k_hat, out=product)
             else:
                 k = (g[j] * self.q_mags).square_().add_(1).square_().reciprocal_()
                 k /= k.sum()
-                torch.mul(spectrum, torch.fft.rfftn(k.reshape(shape3), s=shape, dim=(-3, -2, -1)), out=product)
-            conv = buffers.inverse(product)
+                k_hat = torch.fft.rfftn(k.reshape(shape3), s=shape, dim=(-3, -2, -1)).permute(2, 0, 1)
+                torch.mul(spectrum, k_hat, out=product)
+            conv = _inverse_cropped(product, shape, lo, shape3)
             torch.mul(factors, conv, out=Id[:, j].view(n_s, *shape3))
         return self._nan_beyond(Id.reshape(n_s * n_g, n_points))
 
