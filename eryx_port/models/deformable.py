@@ -279,7 +279,9 @@ class NonInteractingDeformableMolecules:
                 for h in range(axes[0].numel()):
                     P = (tables[0][h] * tables[1]).reshape(-1, 1, n_asu * n_atoms) * tables[2][None]
                     rows = slice(h * plane, (h + 1) * plane)
-                    torch.mul(torch.view_as_real(P.reshape(plane, -1)).transpose(1, 2), amp[inverse[rows]][:, None, :], out=X[rows])
+                    P, a = P.reshape(plane, -1), amp[inverse[rows]]
+                    torch.mul(P.real, a, out=X[rows, 0])
+                    torch.mul(P.imag, a, out=X[rows, 1])
                 return X.reshape(-1, 2 * n_asu, n_atoms)
             if points is None:
                 P = (tables[0][:, None] * tables[1][None]).reshape(-1, 1, n_asu * n_atoms) * tables[2][None]
@@ -323,8 +325,9 @@ class NonInteractingDeformableMolecules:
         n_asu, n_atoms = self.model.xyz.shape[:2]
         factors = self._grid_factors()
         if keep.numel() == self.q_grid.shape[0] and keep.numel() * 2 * n_asu * n_atoms <= _CHUNK_ELEMENTS * 8:
-            X = factors() @ u  # (q, 2 asu, component): Re and Im of F u (u real)
-            inside = (X * X).sum(dim=1) @ s
+            # sum_r s_r |F u_r|^2 = |F u sqrt(s)|^2 summed over Re, Im, ASUs and components
+            X = factors() @ (u * s.sqrt())  # (q, 2 asu, component): Re and Im of F u (u real)
+            inside = torch.linalg.vector_norm(X, dim=(1, 2)) ** 2
         else:
             parts = []
             for part in _chunks(keep.numel(), 2 * n_asu * n_atoms):
