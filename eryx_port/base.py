@@ -633,8 +633,8 @@ def _crystal_transform_of(model, hsampling, ksampling, lsampling, U=None, res_li
             inside = map_utils.resolution_on_grid(model.cell, sub) > res_limit
             values = _box_intensity(sub, model.A_inv, model.xyz[None], model.ff_a[None], model.ff_b[None],
                                     model.ff_c[None], u)
-            I = I.index_put((idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]),
-                            torch.where(inside, values, torch.zeros_like(values)))
+            I.index_put_((idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]),
+                         torch.where(inside, values, torch.zeros_like(values)))
         return q_grid, I
     hkl = _hkl_of(axes)
     mask, _ = map_utils.get_resolution_mask(model.cell, hkl, res_limit)
