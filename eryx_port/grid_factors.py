@@ -204,6 +204,8 @@ def _series_centre(U: torch.Tensor, scale: float, tol: float) -> tuple[float, to
     u = U.detach().reshape(-1, U.shape[-1])  # every row of U (copies may differ): each atom's extremes count
     u_lo, u_hi = u.min(dim=0).values, u.max(dim=0).values
     lo, hi = float(u_lo.min()), float(u_hi.max())
+    if scale == 0.0:  # no coupling: one term for every atom
+        return lo, torch.ones(u.shape[-1], dtype=torch.long)
     best = None
     for centre in torch.linspace(lo, hi, 33).tolist():  # the B-factor distribution is skewed: search
         far = torch.maximum((u_lo - centre).abs(), (u_hi - centre).abs())
