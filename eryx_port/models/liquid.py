@@ -123,8 +123,6 @@ class LiquidLikeMotions:
             self.q_grid, self.transform = _crystal_transform_of(model, *padded, res_limit=res_limit,
                                                                 batch_size=batch_size, grid=grid)
         self.q_mags = torch.linalg.norm(self.q_grid, dim=1)
-        self._axes = axes
-        self._metric = model.A_inv @ model.A_inv.T
 
         pads = [border * int(s[2]) for s in (self.hsampling, self.ksampling, self.lsampling)]
         inside = [torch.zeros(n, dtype=torch.bool, device=self.device) for n in self.map_shape]
@@ -210,18 +208,25 @@ class LiquidLikeMotions:
 
     def _even_kernel(self) -> bool:
         """Whether every kernel is even along each axis about the grid's centre: an odd number of points
-        per axis placed symmetrically about 0, and a metric without cross terms (|q|^2 a sum of one
-        term per axis). Its spectrum is then a product of cosine transforms of one octant."""
+        per axis and ``q_mags`` mirror-symmetric along each axis (to 1e-12; a grid placed symmetrically
+        about 0 in a cell whose metric has no cross terms). Its spectrum is then a product of cosine
+        transforms of one octant."""
+        key = (id(self.q_mags), self.q_mags._version)
         cached = getattr(self, "_even", None)
-        if cached is None:
-            axes, G = self._axes, self._metric.detach()
-            symmetric = all(a.numel() % 2 == 1 and float((a + a.flip(0)).abs().max()) <= 1e-9 * max(1.0, float(a.abs().max()))
-                            for a in axes)
-            diag = G.diagonal()
-            cross = (G - torch.diag(diag)).abs().max()
-            cached = symmetric and float(cross) <= 1e-12 * float(diag.abs().min())
+        if cached is None or cached[0] != key:
+            even = all(m % 2 == 1 for m in self.map_shape) and self.q_mags.numel() == math.prod(self.map_shape)
+            if even:
+                q = self.q_mags.detach().reshape(self.map_shape)
+                tol = 1e-12 * float(q.abs().max())
+                for d, m in enumerate(self.map_shape):
+                    c = (m - 1) // 2
+                    low, high = q.narrow(d, 0, c), q.narrow(d, c + 1, c).flip(d)
+                    if c and float((low - high).abs().max()) > tol:
+                        even = False
+                        break
+            cached = (key, even)
             self._even = cached
-        return cached
+        return cached[1]
 
     def _cosine_tables(self, shape):
         """Per axis, the (L // 2 + 1, c + 1) table ``w(d) cos(2 pi w d / L)`` (w(0) = 1, else 2) that turns
