@@ -166,3 +166,17 @@ def test_bad_input(model):
         model.fft_convolve(model.transform, np.ones((3, 3, 3)))
     with pytest.raises(ValueError, match="one gamma"):
         model.fit(np.ones(model.map_shape_nopad), 0.5, [1.0, 2.0])
+
+
+@pytest.mark.parametrize("name,sampling", [
+    ("5zck", ((-2, 2, 2), (-3, 3, 2), (-4, 4, 1))),  # orthorhombic, centred grid: the even-kernel route
+    ("7n2h", ((-2, 2, 2), (-2, 2, 2), (-1, 1, 2))),  # hexagonal metric: the kernel's own FFT
+    ("5zck", ((-2, 1, 2), (-3, 3, 2), (-4, 4, 1))),  # grid not centred: the kernel's own FFT
+])
+def test_maps_without_gradients_equal_scipy(name, sampling):
+    # the no-gradient route (buffers, cosine transforms of an even kernel, cropped inverse) against SciPy
+    m = LiquidLikeMotions(pdb_path(name), *sampling, res_limit=3.0)
+    I = m.apply_disorder(torch.tensor([0.2, 0.5], dtype=torch.float64), [0.8, 2.5, 4.0])
+    expected = _numpy_maps(m, [[0.2] * 3, [0.5] * 3], [0.8, 2.5, 4.0])
+    np.testing.assert_allclose(I.numpy(), expected, rtol=1e-9, atol=1e-13 * np.nanmax(expected))
+    assert m._even_kernel() == (name == "5zck" and sampling[0][0] == -2 and sampling[0][1] == 2)
