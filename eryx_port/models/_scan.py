@@ -15,6 +15,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ._checks import check_count
+
 from ..stats import compute_cc
 from ..tensors import as_real
 
@@ -79,12 +81,6 @@ def q2_sigma2(sigmas: torch.Tensor, q_grid: torch.Tensor, q_mags: torch.Tensor) 
     return sigmas.square() @ q_grid.square().T
 
 
-def count(n: Any, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return int(n)
-
-
 def linspace(lo: float, hi: float, n: int, dtype, device) -> torch.Tensor:
     """Evenly spaced values as NumPy's ``linspace`` rounds them: ``lo + i * step``, the last one ``hi``."""
     i = torch.arange(n, dtype=dtype, device=device)
@@ -117,7 +113,7 @@ def _triple(x: Any, name: str) -> list[float]:
 def sigma_grid(sigmas_min: Any, sigmas_max: Any, n_search: Any, dtype, device, name: str = "n_search") -> torch.Tensor:
     """The sigmas of eryx's scan: ``n`` values from min to max (both numbers), or the product grid of
     ``n`` values per axis (both 3 values), a slowest and c fastest, (n**3, 3)."""
-    n = count(n_search, name)
+    n = check_count(n_search, name)
     if is_scalar(sigmas_min) and is_scalar(sigmas_max):
         return linspace(scalar_bound(sigmas_min, "sigmas_min"), scalar_bound(sigmas_max, "sigmas_max"), n, dtype, device)
     if is_scalar(sigmas_min) or is_scalar(sigmas_max):
@@ -155,7 +151,7 @@ def fit_lbfgs(params: torch.Tensor, maps: Callable[[torch.Tensor], torch.Tensor]
     (logarithms of positive parameters) with L-BFGS (strong Wolfe line search). Returns exp(params)."""
     log_p = params.detach().clone().log().requires_grad_(True)
     flat = target.reshape(1, -1)
-    opt = torch.optim.LBFGS([log_p], lr=1, max_iter=count(max_iter, "max_iter"), tolerance_grad=tolerance,
+    opt = torch.optim.LBFGS([log_p], lr=1, max_iter=check_count(max_iter, "max_iter"), tolerance_grad=tolerance,
                             tolerance_change=tolerance * 1e-3, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():

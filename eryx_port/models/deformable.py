@@ -35,7 +35,7 @@ from ..gnm import PINV_RCOND, GaussianNetworkModel
 from ..map_utils import generate_grid, get_resolution_mask, grid_axes
 from ..pdb import AtomicModel
 from ..tensors import as_real, resolve_device, resolve_dtype
-from .onephonon import _check_positive, _check_sampling
+from ._checks import check_positive, check_sampling
 
 __all__ = ["NonInteractingDeformableMolecules"]
 
@@ -82,12 +82,12 @@ class NonInteractingDeformableMolecules:
         adp=None,
     ):
         for s, name in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling")):
-            _check_sampling(s, name)
+            check_sampling(s, name)
         if isinstance(res_limit, bool) or not isinstance(res_limit, numbers.Real) or not math.isfinite(res_limit) or res_limit < 0:
             raise ValueError(f"res_limit must be a non-negative number of Angstrom, got {res_limit!r}")
         if isinstance(gnm_cutoff, torch.Tensor):
             gnm_cutoff = float(gnm_cutoff)
-        _check_positive(gnm_cutoff, "gnm_cutoff")
+        check_positive(gnm_cutoff, "gnm_cutoff")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.hsampling = hsampling

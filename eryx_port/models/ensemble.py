@@ -17,13 +17,13 @@ contracted at once. The map is differentiable in the weights (and in ``model.xyz
 from __future__ import annotations
 
 import math
-import numbers
 import os
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
+from ._checks import check_res_limit, check_sampling
 from ..diffuse import default_max_memory
 from ..grid_factors import grid_sums, plan_layout
 from ..map_utils import generate_grid, get_resolution_mask, grid_axes
@@ -38,27 +38,6 @@ _ENGINE_CHUNK = 8 << 20
 
 
 # ---------------------------------------------------------------- shared by the ensemble-type models
-
-
-def check_sampling(s: Any, name: str) -> tuple:
-    """``(min, max, oversampling)`` with finite bounds, min <= max and a positive oversampling."""
-    if isinstance(s, (str, bytes)) or not hasattr(s, "__len__") or len(s) != 3:
-        raise ValueError(f"{name} must be (min, max, oversampling), got {s!r}")
-    lo, hi, n = s
-    for v, what in ((lo, "min"), (hi, "max"), (n, "oversampling")):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise ValueError(f"{name}: {what} must be a finite number, got {v!r}")
-    if n <= 0:
-        raise ValueError(f"{name}: oversampling must be positive, got {n!r}")
-    if lo > hi:
-        raise ValueError(f"{name}: min {lo} is larger than max {hi}")
-    return tuple(s)
-
-
-def check_res_limit(res_limit: Any) -> float:
-    if isinstance(res_limit, bool) or not isinstance(res_limit, numbers.Real) or not math.isfinite(res_limit) or res_limit < 0:
-        raise ValueError(f"res_limit must be a non-negative number of Angstrom, got {res_limit!r}")
-    return res_limit
 
 
 def setup_grid(obj, res_limit) -> None:
@@ -230,13 +209,13 @@ class Ensemble:
 
     def __init__(self, pdb_path, hsampling, ksampling, lsampling, expand_p1=True, res_limit=0, batch_size=10000,
                  n_processes=8, frame=-1, *, device=None, dtype=None, max_memory=None):
-        self.hsampling = check_sampling(hsampling, "hsampling")
-        self.ksampling = check_sampling(ksampling, "ksampling")
-        self.lsampling = check_sampling(lsampling, "lsampling")
+        self.hsampling = check_sampling(hsampling, "hsampling", integral=False)
+        self.ksampling = check_sampling(ksampling, "ksampling", integral=False)
+        self.lsampling = check_sampling(lsampling, "lsampling", integral=False)
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
         self.max_memory = max_memory
-        self._setup(pdb_path, expand_p1, res_limit, frame)
+        self._setup(pdb_path, expand_p1=expand_p1, res_limit=res_limit, frame=frame)
         self.batch_size = batch_size
         self.n_processes = n_processes
 

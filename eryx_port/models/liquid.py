@@ -36,10 +36,10 @@ from ..map_utils import resolution_on_grid
 from ..pdb import AtomicModel
 from ..stats import compute_cc
 from ..tensors import as_real, resolve_device, resolve_dtype
-from ._scan import (as_gammas, as_sigmas, best, check_target, count, describe, fit_lbfgs, linspace, q2_sigma2,
+from ._scan import (as_gammas, as_sigmas, best, check_target, describe, fit_lbfgs, linspace, q2_sigma2,
                     scalar_bound, sigma_grid)
-from .onephonon import _check_sampling
-from .translations import _check_res_limit, _save, _scalars
+from ._checks import check_count, check_res_limit, check_sampling
+from .translations import _save, _scalars
 
 __all__ = ["LiquidLikeMotions"]
 
@@ -93,20 +93,21 @@ class LiquidLikeMotions:
     def __init__(self, pdb_path, hsampling, ksampling, lsampling, expand_p1=True, border=1, res_limit=0,
                  batch_size=5000, n_processes=8, asu_confined=False, *, device=None, dtype=None):
         for s, n in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling")):
-            _check_sampling(s, n)
+            check_sampling(s, n)
         self.hsampling = hsampling
         self.ksampling = ksampling
         self.lsampling = lsampling
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
-        self._setup(pdb_path, expand_p1, border, res_limit, batch_size, n_processes, asu_confined)
+        self._setup(pdb_path, expand_p1=expand_p1, border=border, res_limit=res_limit, batch_size=batch_size,
+                    n_processes=n_processes, asu_confined=asu_confined)
 
     def _setup(self, pdb_path, expand_p1, border, res_limit, batch_size, n_processes, asu_confined):
         """Transform on the padded grid, resolution mask, and the mask of the unpadded region."""
         if isinstance(border, bool) or not isinstance(border, numbers.Integral) or border < 0:
             raise ValueError(f"border must be a non-negative integer (Miller indices per side), got {border!r}")
         border = int(border)
-        _check_res_limit(res_limit)
+        check_res_limit(res_limit)
         # one reading serves the grid and the transform: the molecular transform reads the first
         # model of the file, the crystal transform all of them (the cell is the same)
         model = AtomicModel(pdb_path, expand_p1=expand_p1, frame=0 if asu_confined else -1, dtype=self.dtype,
@@ -334,7 +335,7 @@ class LiquidLikeMotions:
         target = check_target(target, self.map_shape_nopad, self.dtype, self.device)
         sigmas = sigma_grid(sigmas_min, sigmas_max, ns_search, self.dtype, self.device, "ns_search")
         gammas = linspace(scalar_bound(gammas_min, "gammas_min"), scalar_bound(gammas_max, "gammas_max"),
-                          count(ng_search, "ng_search"), self.dtype, self.device)
+                          check_count(ng_search, "ng_search"), self.dtype, self.device)
         with torch.no_grad():
             Id = self._inside(self.apply_disorder(sigmas, gammas))
             ccs = compute_cc(Id, target.reshape(1, -1))

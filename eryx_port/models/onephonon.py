@@ -37,6 +37,7 @@ from ..gnm import GaussianNetworkModel
 from ..tensors import as_real, complex_dtype, resolve_device, resolve_dtype
 from ..validation import check_network, check_rigid_bodies
 from ._atoms import override_atoms
+from ._checks import check_positive, check_sampling
 
 __all__ = ["OnePhonon"]
 
@@ -47,35 +48,6 @@ _CHUNK_ELEMENTS = 300_000
 # agree to this fraction of their size: eigensolvers return degenerate eigenvalues equal to ~1e-14,
 # while the closest distinct modes met in the recorded structures are 1.4% apart.
 DEGENERATE_RTOL = 1e-9
-
-
-def _check_sampling(s, name: str) -> tuple[float, float, int]:
-    if isinstance(s, (str, bytes)) or not hasattr(s, "__len__") or len(s) != 3:
-        raise ValueError(f"{name} must be (min, max, oversampling), got {s!r}")
-    lo, hi, n = s
-    for v, what in ((lo, "min"), (hi, "max")):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise ValueError(f"{name}: {what} must be a finite number, got {v!r}")
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
-        raise ValueError(f"{name}: oversampling must be a positive integer, got {n!r}")
-    if lo > hi:
-        raise ValueError(f"{name}: min {lo} is larger than max {hi}")
-    return lo, hi, int(n)
-
-
-def _check_positive(value, name: str):
-    """A plain positive number, or a tensor (kept as is, so its gradient survives) with positive value."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
-        v = float(value.detach())
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    else:
-        v = float(value)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {v}")
-    return value
 
 
 class OnePhonon:
@@ -121,7 +93,7 @@ class OnePhonon:
         self.ksampling = ksampling
         self.lsampling = lsampling
         self._sampling = tuple(
-            _check_sampling(s, n) for s, n in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling"))
+            check_sampling(s, n) for s, n in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling"))
         )
         if group_by != "asu":
             raise ValueError(
@@ -135,11 +107,11 @@ class OnePhonon:
         if isinstance(res_limit, bool) or not isinstance(res_limit, numbers.Real) or not math.isfinite(res_limit) or res_limit < 0:
             raise ValueError(f"res_limit must be a non-negative number of Angstrom, got {res_limit!r}")
         if model == "gnm":
-            _check_positive(gamma_intra, "gamma_intra")
-            _check_positive(gamma_inter, "gamma_inter")
+            check_positive(gamma_intra, "gamma_intra")
+            check_positive(gamma_inter, "gamma_inter")
             if isinstance(gnm_cutoff, torch.Tensor):
                 gnm_cutoff = float(gnm_cutoff)
-            _check_positive(gnm_cutoff, "gnm_cutoff")
+            check_positive(gnm_cutoff, "gnm_cutoff")
         self.batch_size = batch_size
         self.n_processes = n_processes
         self.dtype = resolve_dtype(dtype)
@@ -171,9 +143,9 @@ class OnePhonon:
                 raise ValueError("gamma_intra/gamma_inter only apply to model='gnm'")
             return self
         if gamma_intra is not None:
-            self.gnm.gamma_intra = _check_positive(gamma_intra, "gamma_intra")
+            self.gnm.gamma_intra = check_positive(gamma_intra, "gamma_intra")
         if gamma_inter is not None:
-            self.gnm.gamma_inter = _check_positive(gamma_inter, "gamma_inter")
+            self.gnm.gamma_inter = check_positive(gamma_inter, "gamma_inter")
         if gamma_intra is not None or gamma_inter is not None:
             self.gnm.build_gamma()
         self.compute_gnm_phonons()

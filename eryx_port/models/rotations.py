@@ -23,7 +23,6 @@ map is a smooth function of sigma for fixed draws: the reparameterisation behind
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from typing import Any, NamedTuple
 
@@ -34,7 +33,8 @@ from ..pdb import AtomicModel
 from ..stats import compute_cc
 from ..tensors import as_real, resolve_device, resolve_dtype
 from ._scan import best, check_target, linspace
-from .ensemble import check_res_limit, check_sampling, fit_points, masked_map, member_intensity, save_masked, setup_grid
+from ._checks import check_count, check_res_limit, check_sampling
+from .ensemble import fit_points, masked_map, member_intensity, save_masked, setup_grid
 
 __all__ = ["RigidBodyRotations", "RotationDraws", "draw_rotations", "numpy_legacy_draws", "rotations_from_draws"]
 
@@ -50,12 +50,6 @@ class RotationDraws(NamedTuple):
 
     quaternions: torch.Tensor
     angles: torch.Tensor
-
-
-def _count(n: Any, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return int(n)
 
 
 def draw_rotations(shape, generator: torch.Generator | None = None, *, dtype=None, device=None) -> RotationDraws:
@@ -143,9 +137,9 @@ class RigidBodyRotations:
 
     def __init__(self, pdb_path, hsampling, ksampling, lsampling, expand_p1=True, res_limit=0, batch_size=10000,
                  n_processes=8, *, device=None, dtype=None, seed=None, generator=None, max_memory=None):
-        self.hsampling = check_sampling(hsampling, "hsampling")
-        self.ksampling = check_sampling(ksampling, "ksampling")
-        self.lsampling = check_sampling(lsampling, "lsampling")
+        self.hsampling = check_sampling(hsampling, "hsampling", integral=False)
+        self.ksampling = check_sampling(ksampling, "ksampling", integral=False)
+        self.lsampling = check_sampling(lsampling, "lsampling", integral=False)
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
         self.max_memory = max_memory
@@ -184,7 +178,7 @@ class RigidBodyRotations:
         (:class:`RotationDraws` of shape (num_rot, 4) / (num_rot,)) replace the random draws.
         Differentiable in ``sigma`` (a tensor) for given draws.
         """
-        num_rot = _count(num_rot, "num_rot")
+        num_rot = check_count(num_rot, "num_rot")
         ax = np.asarray(axis.detach().cpu() if isinstance(axis, torch.Tensor) else axis, dtype=np.float64).reshape(-1)
         if ax.size != 3 or not np.isfinite(ax).all() or not ax.any():
             raise ValueError(f"axis must be three finite numbers, not all zero, got {axis!r}")
@@ -233,7 +227,7 @@ class RigidBodyRotations:
         Differentiable in ``sigmas`` for given draws.
         """
         s = self._sigmas(sigmas)
-        num_rot = _count(num_rot, "num_rot")
+        num_rot = check_count(num_rot, "num_rot")
         prefix = None
         if ensemble_dir is not None:
             if not os.path.isdir(ensemble_dir):
@@ -282,7 +276,7 @@ class RigidBodyRotations:
         (shape ``map_shape``); sets ``opt_sigma`` and ``opt_map`` (the best map, ``map_shape``) and
         returns ``(ccs, sigmas)``."""
         t = check_target(target, self.map_shape, self.dtype, self.device)
-        n = _count(n_search, "n_search")
+        n = check_count(n_search, "n_search")
         lo, hi = float(sigma_min), float(sigma_max)
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError(f"sigma_min and sigma_max must be finite, got {sigma_min!r} and {sigma_max!r}")
@@ -310,7 +304,7 @@ class RigidBodyRotations:
         s0 = float(sigma0)
         if not (math.isfinite(s0) and s0 > 0):
             raise ValueError(f"sigma0 must be a positive number of degrees, got {sigma0!r}")
-        num_rot = _count(num_rot, "num_rot")
+        num_rot = check_count(num_rot, "num_rot")
         shape = (1, self.model.n_asu, num_rot)
         if draws is None:
             draws = draw_rotations(shape, generator if generator is not None else self.generator,
@@ -318,7 +312,7 @@ class RigidBodyRotations:
         draws = _check_draws(draws, shape, self.dtype, self.device)
         keep, t_norm = fit_points(t, self.mask, mask)
         log_s = torch.tensor(math.log(s0), dtype=self.dtype, device=self.device, requires_grad=True)
-        opt = torch.optim.LBFGS([log_s], max_iter=_count(max_iter, "max_iter"), tolerance_grad=tolerance,
+        opt = torch.optim.LBFGS([log_s], max_iter=check_count(max_iter, "max_iter"), tolerance_grad=tolerance,
                                 tolerance_change=tolerance * 1e-3, history_size=10, line_search_fn="strong_wolfe")
 
         def closure():

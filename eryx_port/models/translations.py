@@ -24,7 +24,6 @@ Where eryx stops on a bug of its own, the port computes what eryx meant:
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
@@ -34,15 +33,9 @@ from ..pdb import AtomicModel
 from ..stats import compute_cc
 from ..tensors import resolve_device, resolve_dtype
 from ._scan import as_sigmas, best, check_target, describe, fit_lbfgs, q2_sigma2, sigma_grid
-from .onephonon import _check_sampling
+from ._checks import check_res_limit, check_sampling
 
 __all__ = ["RigidBodyTranslations"]
-
-
-def _check_res_limit(res_limit) -> float:
-    if isinstance(res_limit, bool) or not isinstance(res_limit, numbers.Real) or not math.isfinite(res_limit) or res_limit < 0:
-        raise ValueError(f"res_limit must be a non-negative number of Angstrom, got {res_limit!r}")
-    return res_limit
 
 
 class RigidBodyTranslations:
@@ -62,17 +55,18 @@ class RigidBodyTranslations:
     def __init__(self, pdb_path, hsampling, ksampling, lsampling, expand_friedel=True, res_limit=0,
                  batch_size=10000, n_processes=8, *, device=None, dtype=None):
         for s, n in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling")):
-            _check_sampling(s, n)
+            check_sampling(s, n)
         self.hsampling = hsampling
         self.ksampling = ksampling
         self.lsampling = lsampling
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
-        self._setup(pdb_path, expand_friedel, res_limit, batch_size, n_processes)
+        self._setup(pdb_path, expand_friedel=expand_friedel, res_limit=res_limit, batch_size=batch_size,
+                    n_processes=n_processes)
 
     def _setup(self, pdb_path, expand_friedel=True, res_limit=0, batch_size=10000, n_processes=8):
         """The molecular transform on the grid (zeros become NaN, the points a CC leaves out) and |q|."""
-        _check_res_limit(res_limit)
+        check_res_limit(res_limit)
         self.q_grid, transform = compute_molecular_transform(
             pdb_path, self.hsampling, self.ksampling, self.lsampling, expand_friedel=expand_friedel,
             res_limit=res_limit, batch_size=batch_size, n_processes=n_processes, dtype=self.dtype, device=self.device)
