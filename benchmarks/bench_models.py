@@ -9,7 +9,7 @@ The two maps are compared (largest difference over the largest value; not for th
 random draws differ). With ``--out`` the rows are merged into a results file (the dashboard's
 benchmarks/results.json): each case one row with stage ``total``.
 
-    python benchmarks/bench_models.py --eryx-python /work/ref/venv-eryx/bin/python --repeat 3
+    python benchmarks/bench_models.py --eryx-python ../venv-eryx/bin/python --repeat 3
     python benchmarks/bench_models.py ... --cases translations,liquid --out benchmarks/results.json
 """
 

@@ -9,7 +9,7 @@ build/coverage)::
 The API inventory of the NumPy package (traces/eryx_api.json) is made once, with
 the reference's own interpreter, since CI cannot import eryx::
 
-    /work/ref/venv-eryx/bin/python -m trace_tools.cli progress --inventory-from /work/ref/eryx
+    $ERYX_PYTHON -m trace_tools.cli progress --inventory-from $ERYX_SRC
 """
 
 from __future__ import annotations
