@@ -25,15 +25,13 @@ import numpy as np
 import torch
 
 from eryx_port import base
-from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
 from trace_tools.values import FileRef, ObjectData
 
+from .paths import local_path as _path
 from .outcome import recorded_outcome
 
 
-def _path(value: Any) -> Any:
-    return str(resolve_file(value)) if isinstance(value, FileRef) else value
 
 
 def _t(value: Any) -> torch.Tensor:

@@ -18,10 +18,10 @@ import torch
 from eryx_port import gnm as gnm_mod
 from eryx_port import pdb
 from trace_tools.compare import Tolerance
-from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
-from trace_tools.values import ElementData, FileRef, ObjectData
+from trace_tools.values import ElementData, ObjectData
 
+from .paths import local_path as _path
 from .outcome import recorded_outcome
 from .tolerances import inverse_floor
 
@@ -29,8 +29,6 @@ from .tolerances import inverse_floor
 _NOT_DATA = {"structure"}
 
 
-def _path(value: Any) -> Any:
-    return str(resolve_file(value)) if isinstance(value, FileRef) else value
 
 
 def _element_data(el) -> ElementData:

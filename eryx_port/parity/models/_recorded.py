@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 
-from trace_tools.paths import resolve_file
 from trace_tools.store import load_function
-from trace_tools.values import FileRef
+
+from ..paths import local_path
 
 
 @functools.lru_cache(maxsize=None)
@@ -20,8 +20,8 @@ def _calls(init_name: str) -> dict:
 def structure_paths(args: dict) -> dict:
     """``args`` with a recorded structure file (``pdb_path``) resolved to its path in the PDB folder."""
     args = dict(args)
-    if isinstance(args.get("pdb_path"), FileRef):
-        args["pdb_path"] = str(resolve_file(args["pdb_path"]))
+    if "pdb_path" in args:
+        args["pdb_path"] = local_path(args["pdb_path"])
     return args
 
 

@@ -22,12 +22,10 @@ import torch
 
 from eryx_port.models import NonInteractingDeformableMolecules
 from trace_tools.compare import Tolerance
-from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
-from trace_tools.values import FileRef
 
 from ..pdb import _mirror
-from ._recorded import init_args
+from ._recorded import init_args, structure_paths
 from ..tolerances import inverse_floor
 
 _CLASS = "eryx.models.NonInteractingDeformableMolecules"
@@ -128,9 +126,8 @@ def _(call):
 @parity(f"{_CLASS}._setup", port=f"{_PORT}._setup")
 def _(call):
     port = _port(call)
-    a = call.args
-    path = str(resolve_file(a["pdb_path"])) if isinstance(a["pdb_path"], FileRef) else a["pdb_path"]
-    port._setup(path, a["expand_p1"], a["res_limit"], a["q2_rounding"])
+    a = structure_paths(call.args)
+    port._setup(a["pdb_path"], a["expand_p1"], a["res_limit"], a["q2_rounding"])
     return _compare_written(port, call)
 
 

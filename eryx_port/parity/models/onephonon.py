@@ -21,11 +21,9 @@ import torch
 
 from eryx_port.models import OnePhonon
 from trace_tools.compare import Tolerance
-from trace_tools.paths import resolve_file
 from trace_tools.registry import gradcheck, parity
-from trace_tools.values import FileRef
 
-from ._recorded import init_args
+from ._recorded import init_args, structure_paths
 from ..tolerances import inverse_floor
 
 _INIT = "eryx.models.OnePhonon.__init__"
@@ -167,8 +165,8 @@ def _(call):
 @parity("eryx.models.OnePhonon._setup", port="eryx_port.models.OnePhonon._setup")
 def _(call):
     port = _port(call)
-    a = call.args
-    port._setup(str(resolve_file(a["pdb_path"])) if isinstance(a["pdb_path"], FileRef) else a["pdb_path"], a["expand_p1"], a["res_limit"], a["group_by"])
+    a = structure_paths(call.args)
+    port._setup(a["pdb_path"], a["expand_p1"], a["res_limit"], a["group_by"])
     return _compare_written(port, call)
 
 
