@@ -147,10 +147,10 @@ def test_install_aliases_eryx_and_uninstall_removes_them():
     assert "eryx" not in sys.modules and "eryx.models" not in sys.modules
 
 
-def test_a_name_the_port_lacks_is_importable_and_says_so():
+def test_a_name_the_port_lacks_is_refused_at_import():
+    import types
+
     from eryx_port.compat._bridge import export
 
-    namespace = {"__name__": "demo"}
-    assert export(namespace, None, ["later"], "eryx.demo") == ["later"]
-    with pytest.raises(NotImplementedError, match="eryx.demo.later is not ported"):
-        namespace["later"](1)
+    with pytest.raises(ImportError, match="eryx.demo.later has no port in demo_port"):
+        export({"__name__": "demo"}, types.ModuleType("demo_port"), ["later"], "eryx.demo")

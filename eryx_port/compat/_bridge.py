@@ -126,24 +126,14 @@ def facade_class(port_cls: type, name: str | None = None, module: str | None = N
     return cls
 
 
-def not_ported(qualified: str) -> Callable:
-    """A stand-in for an eryx name the port does not have yet: importable, and it says so when used."""
-
-    def missing(*args, **kwargs):
-        raise NotImplementedError(f"{qualified} is not ported to eryx-port yet")
-
-    missing.__name__ = missing.__qualname__ = qualified.rsplit(".", 1)[-1]
-    return missing
-
-
 def export(namespace: dict, port_module, names: list[str], eryx_module: str) -> list[str]:
-    """Put the facade of each of ``names`` of ``port_module`` into ``namespace``; names the port lacks
-    become :func:`not_ported` stand-ins. Returns the names, for ``__all__``."""
+    """Put the facade of each of ``names`` of ``port_module`` into ``namespace``. Returns the names, for
+    ``__all__``."""
     for name in names:
-        obj = getattr(port_module, name, None) if port_module is not None else None
+        obj = getattr(port_module, name, None)
         if obj is None:
-            namespace[name] = not_ported(f"{eryx_module}.{name}")
-        elif inspect.isclass(obj):
+            raise ImportError(f"{eryx_module}.{name} has no port in {port_module.__name__}")
+        if inspect.isclass(obj):
             namespace[name] = facade_class(obj, module=namespace["__name__"])
         elif callable(obj):
             namespace[name] = facade_function(obj, name)

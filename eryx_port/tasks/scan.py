@@ -86,11 +86,9 @@ def run_scan(config, args, task: str) -> int:
 def _quiet_if(quiet: bool):
     """The models print their optimum as eryx's do; --quiet silences that too."""
     import contextlib
-    import os
+    import io
 
-    if not quiet:
-        return contextlib.nullcontext()
-    return contextlib.redirect_stdout(open(os.devnull, "w"))
+    return contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
 
 
 def _numpy(x):
