@@ -10,9 +10,17 @@ Intensity. The q-points that share a k-vector (a class of grid indices modulo th
 are contracted with that k-vector's matrix in one batched product. The grid is cut into slabs
 along the engine's column axis; each slab's sums are contracted in chunks and written into the
 output (a tensor, or a NumPy array such as a memmap of an ``.npy`` file), so the working memory
-is bounded by a budget whatever the grid size. On a grid symmetric under hkl -> -hkl, the sums of
-the mirrored slab are the complex conjugates (Friedel's law: every weight, form factor and
-Debye-Waller factor is real), so only half of the sums are computed.
+is bounded by a budget whatever the grid size.
+
+Friedel mates. On a grid symmetric under hkl -> -hkl only half of the grid is computed. The sums
+obey S(-q) = conj S(q) (every weight, form factor and Debye-Waller factor is real), so
+F(-q) = conj F(q); the force constants are real, so the covariance of k-vector -k is the complex
+conjugate of that of k (and the k-vector of -q is -k up to a reciprocal-lattice vector, under which
+the covariance is periodic). Hence I(-q) = F(-q)^H C(-k) F(-q) = conj(F^H C F) = I(q): for the full
+map (``symmetric=True``) the mirrored half is the computed intensity reflected. A map of selected
+modes need not be symmetric (inside a degenerate eigenspace the eigensolver picks the vectors at k
+and -k independently): there the mirrored half is contracted with its own k-vector's matrix from
+the conjugated sums.
 """
 
 from __future__ import annotations
@@ -129,6 +137,12 @@ def class_index(shape: tuple[int, int, int], sampling: tuple[int, int, int], dev
     return (idx[0][:, None, None] * sampling[1] + idx[1][None, :, None]) * sampling[2] + idx[2][None, None, :]
 
 
+def mirror_classes(sampling: tuple[int, int, int], device=None) -> torch.Tensor:
+    """For each k-vector class (C order), the class of the reflected k-vector: (-d) mod N per axis."""
+    d = [(-torch.arange(n, device=device)) % n for n in sampling]
+    return ((d[0][:, None, None] * sampling[1] + d[1][None, :, None]) * sampling[2] + d[2][None, None, :]).reshape(-1)
+
+
 def _contract(S: torch.Tensor, q: torch.Tensor, offsets, sampling, B: torch.Tensor, weights) -> torch.Tensor:
     """``sum_r w_r |F B_k[:, r]|^2`` for a box of the grid starting at ``offsets``, F assembled from the sums
     S (4, n_asu, n0, n1, n2) and q (n0, n1, n2, 3): returns (n0, n1, n2).
@@ -185,7 +199,7 @@ def _slabs(n: int, width: int, friedel: bool):
 
 def onephonon_map(
     axes, sampling, A_inv, xyz, arms, ff, U, B, weights=None, *, nan_class, keep=None, out=None,
-    max_memory=None, progress=False,
+    max_memory=None, progress=False, symmetric=False,
 ):
     """``sum_r w_r |F(q) B_k[:, r]|^2`` on the grid ``axes``, each q-point with the B of its k-vector class.
 
@@ -194,7 +208,9 @@ def onephonon_map(
     ``nan_class`` (n_class,) bool: classes set to NaN; ``keep(hkl)``: bool mask of the (..., 3) Miller
     indices to keep (others NaN), or None. ``out``: None (a new tensor), a tensor or a NumPy array of
     shape (n_h, n_k, n_l) to write into. ``max_memory``: bytes of working memory besides the output
-    (default :func:`default_max_memory`). Returns the map (n_h, n_k, n_l): ``out`` when given.
+    (default :func:`default_max_memory`). ``symmetric``: the operators make a centrosymmetric map
+    (all modes: ``B_k B_k^H`` is the covariance), so on a symmetric grid the mirrored half is the
+    computed half reflected. Returns the map (n_h, n_k, n_l): ``out`` when given.
     """
     from tqdm.auto import tqdm
 
@@ -215,31 +231,51 @@ def onephonon_map(
     weights_rb = _rb_weights(arms)
     slabs = _slabs(shape[f], width, friedel)
 
-    def write(S_hkl, starts):
-        """Contract a box of sums (4, n_asu, h, k, l) whose first point is at grid index ``starts``."""
+    def hkl_of(lo, size):
+        sub = tuple(a[o : o + k] for a, o, k in zip(axes, lo, size))
+        return torch.stack(torch.meshgrid(*[a.to(dtype) for a in sub], indexing="ij"), dim=-1)
+
+    def store(I, lo):
+        """Write intensities I of the box whose first point is at grid index ``lo``, NaN where masked."""
+        nan = nan_class[class_index(I.shape, sampling, device=device, offset=lo)]
+        if keep is not None:
+            nan = nan | ~keep(hkl_of(lo, I.shape))
+        I = torch.where(nan, torch.full_like(I, float("nan")), I)
+        box = tuple(slice(o, o + k) for o, k in zip(lo, I.shape))
+        if isinstance(out, np.ndarray):
+            out[box] = I.detach().cpu().numpy()
+        else:
+            out[box] = I
+
+    def intensities(S_hkl, starts):
+        """Unmasked intensities of a box of sums (4, n_asu, h, k, l) whose first point is at grid index ``starts``."""
         per_plane = S_hkl.shape[3] * S_hkl.shape[4]
         step = max(1, chunk_points // max(1, per_plane))
+        parts = []
         for i0 in range(0, S_hkl.shape[2], step):
             S = S_hkl[:, :, i0 : i0 + step]
             lo = (starts[0] + i0, starts[1], starts[2])
-            sub = tuple(a[o : o + k] for a, o, k in zip(axes, lo, S.shape[2:]))
-            hkl = torch.stack(torch.meshgrid(*[a.to(dtype) for a in sub], indexing="ij"), dim=-1)
-            I = _contract(S, 2 * math.pi * (hkl @ A_inv), lo, sampling, B, weights)
-            nan = nan_class[class_index(S.shape[2:], sampling, device=device, offset=lo)]
-            if keep is not None:
-                nan = nan | ~keep(hkl)
-            I = torch.where(nan, torch.full_like(I, float("nan")), I)
-            box = tuple(slice(o, o + k) for o, k in zip(lo, S.shape[2:]))
-            if isinstance(out, np.ndarray):
-                out[box] = I.detach().cpu().numpy()
-            else:
-                out[box] = I
+            parts.append(_contract(S, 2 * math.pi * (hkl_of(lo, S.shape[2:]) @ A_inv), lo, sampling, B, weights))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def write(S_hkl, starts):
+        store(intensities(S_hkl, starts), starts)
 
     bar = tqdm(total=shape[f], desc="one-phonon map", unit="plane", disable=not progress or len(slabs) < 2, leave=False)
     for start, stop, mirror in slabs:
         S = grid_sums(axes, A_inv, xyz, weights_rb, ff, U, (start, stop), layout, budget=plan.engine_budget)
         first = [0, 0, 0]
         first[f] = start
+        if mirror is not None and symmetric:
+            # I(-q) = I(q): the reflected columns of this slab's intensities are the mirrored range
+            I = intensities(_to_hkl(S, layout.perm), first)
+            store(I, first)
+            lo = shape[f] - stop  # first column of the reflected slab
+            Im = I.flip(0, 1, 2).narrow(f, mirror[0] - lo, mirror[1] - mirror[0])
+            first[f] = mirror[0]
+            store(Im, first)
+            bar.update(stop - start + mirror[1] - mirror[0])
+            continue
         write(_to_hkl(S, layout.perm), first)
         bar.update(stop - start)
         if mirror is not None:

@@ -48,6 +48,9 @@ _CHUNK_ELEMENTS = 300_000
 # agree to this fraction of their size: eigensolvers return degenerate eigenvalues equal to ~1e-14,
 # while the closest distinct modes met in the recorded structures are 1.4% apart.
 DEGENERATE_RTOL = 1e-9
+# Operators of -k and k are conjugate when they agree to this fraction of their largest element
+# (the dynamical matrices are sums of phase factors: their round-off is ~1e-15).
+_CONJUGATE_RTOL = 1e-12
 
 
 class OnePhonon:
@@ -346,6 +349,24 @@ class OnePhonon:
         B = torch.linalg.solve_triangular(L, eye.expand(K.shape), upper=False).mH
         return B, None, nan
 
+    def _centrosymmetric(self, B, weights, nan_class) -> bool:
+        """Whether the operators of k-vector -k are the conjugates of those of k, to round-off.
+
+        Then the map of all modes is centrosymmetric (see :mod:`eryx_port.diffuse`). Checked on the
+        dynamical matrices where there are (an exact identity of real force constants), else on the
+        covariance ``B diag(w) B^H`` itself (eryx's 'rb' weights are not symmetric in k).
+        """
+        partner = diffuse.mirror_classes(tuple(s[2] for s in self._sampling), device=nan_class.device)
+        if not torch.equal(nan_class, nan_class[partner]):
+            return False
+        if self._K is not None:
+            M = self._K
+        else:
+            w = torch.ones(B.shape[::2], dtype=B.real.dtype, device=B.device) if weights is None else weights
+            M = (B * w.to(B.dtype)[:, None, :]) @ B.mH
+        diff = (M - M[partner].conj()).abs().amax(dim=(-2, -1))
+        return bool(((diff <= _CONJUGATE_RTOL * M.abs().amax(dim=(-2, -1))) | nan_class).all())
+
     def apply_disorder(self, rank=-1, outdir=None, use_data_adp=False, *, degenerate="mode", out=None, max_memory=None):
         """One-phonon diffuse intensity on the flattened grid (n_points,), real; ``rank >= 0``: one mode only.
 
@@ -387,6 +408,7 @@ class OnePhonon:
         Id = diffuse.onephonon_map(
             self._axes, sampling, self.model.A_inv, self.model.xyz, self._arms, ff, U, B, weights,
             nan_class=nan_class, keep=self._keep, out=target, max_memory=max_memory, progress=self.progress,
+            symmetric=int(rank) < 0 and self._centrosymmetric(B, weights, nan_class),
         ).reshape(-1)
         if outdir is not None:
             np.save(os.path.join(outdir, f"rank_{rank:05}.npy"), Id.detach().cpu().numpy() if isinstance(Id, torch.Tensor) else Id)
