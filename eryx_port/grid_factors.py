@@ -70,16 +70,20 @@ def form_factor(coef: torch.Tensor, qsq: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def chebyshev_terms(eps_times_range: float, tol: float) -> int:
-    """Terms of the series of exp(-z y), |y| <= 1, |z| <= ``eps_times_range``, for error below ``tol``."""
-    z = abs(float(eps_times_range))
-    if z == 0.0:
-        return 1
-    m, bound = 1, 2 * (z / 2)  # 2 I_M(z) ~ 2 (z/2)^M / M! bounds the dropped tail
-    while bound * math.exp(z * z / 4) > tol and m < 64:
-        m += 1
-        bound *= (z / 2) / m
-    return m
+def chebyshev_terms(eps_times_range, tol: float):
+    """Terms of the series of exp(-z y), |y| <= 1, |z| <= ``eps_times_range``, for error below ``tol``.
+
+    A number gives an int; a tensor of ranges gives a tensor of counts (int64, same shape): the
+    fewest M >= 1 with 2 (z/2)^M / M! exp(z^2 / 4) <= ``tol`` (which bounds the dropped tail), at most 64.
+    """
+    z = torch.as_tensor(eps_times_range, dtype=torch.float64).abs()
+    half = z[..., None] / 2
+    # 2 (z/2)^M / M! for M = 1..64, accumulated factor by factor
+    steps = torch.cat([2 * half, half / torch.arange(2, 65, dtype=torch.float64)], dim=-1)
+    ok = torch.cumprod(steps, dim=-1) * torch.exp(z * z / 4)[..., None] <= tol
+    terms = torch.where(ok.any(dim=-1), ok.to(torch.int8).argmax(dim=-1) + 1, 64)
+    terms = torch.where(z == 0, 1, terms)
+    return int(terms) if terms.ndim == 0 else terms
 
 
 def bessel_coefficients(z: torch.Tensor, n_terms: int) -> torch.Tensor:
@@ -206,13 +210,12 @@ def _series_centre(U: torch.Tensor, scale: float, tol: float) -> tuple[float, to
     lo, hi = float(u_lo.min()), float(u_hi.max())
     if scale == 0.0:  # no coupling: one term for every atom
         return lo, torch.ones(u.shape[-1], dtype=torch.long)
-    best = None
-    for centre in torch.linspace(lo, hi, 33).tolist():  # the B-factor distribution is skewed: search
-        far = torch.maximum((u_lo - centre).abs(), (u_hi - centre).abs())
-        terms = torch.tensor([chebyshev_terms(d * scale, tol) for d in far.tolist()])
-        if best is None or int(terms.sum()) < best[0]:
-            best = (int(terms.sum()), centre, terms)
-    return best[1], best[2]
+    centres = torch.linspace(lo, hi, 33, dtype=torch.float64)  # the B-factor distribution is skewed: search
+    u_lo, u_hi = u_lo.to(torch.float64).cpu(), u_hi.to(torch.float64).cpu()
+    far = torch.maximum((u_lo[None] - centres[:, None]).abs(), (u_hi[None] - centres[:, None]).abs())
+    terms = chebyshev_terms(far * scale, tol)  # (33, n_atoms)
+    best = int(terms.sum(dim=1).argmin())  # the first of equal totals
+    return float(centres[best]), terms[best]
 
 
 def _distinct_rows(U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -300,6 +303,10 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     tol = 64 * torch.finfo(dtype).eps
     scale = dh_max * float(eps.max()) if layout.coupled else 0.0
     U_mid, terms = _series_centre(U_rows, scale, tol)
+    if U.requires_grad and layout.coupled:
+        # the tail's derivative in U is the size of the tail one term shorter: one more term keeps the
+        # gradient exact too (an atom with U = U_mid needs one term for its value, two for its gradient)
+        terms = terms + 1
     M = int(terms.max())
     T_rows = chebyshev_polynomials(y, M)  # (n_blocks, B, M)
 
