@@ -25,6 +25,7 @@ the conjugated sums.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -143,41 +144,51 @@ def mirror_classes(sampling: tuple[int, int, int], device=None) -> torch.Tensor:
     return ((d[0][:, None, None] * sampling[1] + d[1][None, :, None]) * sampling[2] + d[2][None, None, :]).reshape(-1)
 
 
+@functools.lru_cache(maxsize=64)
+def _class_order(n: tuple[int, int, int], pre: tuple[int, int, int], sampling: tuple[int, int, int], device) -> torch.Tensor:
+    """Flat indices of a box's points (shape ``n``, its first point in class ``pre``) in class-major order.
+
+    The box is padded to whole periods of the oversampling, ``m_a`` periods on axis a; the result has
+    shape (n_class, m0 m1 m2), classes in C order, and maps padding to ``prod(n)`` (a zero column).
+    """
+    m = [-(-(p + k) // s) for p, k, s in zip(pre, n, sampling)]
+    parts = []
+    for p, k, s, ma in zip(pre, n, sampling, m):  # per axis: (class d, period i) -> box index or -1
+        b = torch.arange(s)[:, None] + s * torch.arange(ma)[None, :] - p
+        parts.append(torch.where((b >= 0) & (b < k), b, -1))
+    b0, b1, b2 = (x.reshape(*([1] * (2 * a)), *x.shape, *([1] * (4 - 2 * a))) for a, x in enumerate(parts))
+    flat = (b0 * n[1] + b1) * n[2] + b2
+    flat = torch.where((b0 < 0) | (b1 < 0) | (b2 < 0), math.prod(n), flat)  # (N0, m0, N1, m1, N2, m2)
+    n_class = math.prod(sampling)
+    return flat.permute(0, 2, 4, 1, 3, 5).reshape(n_class, -1).to(device)
+
+
 def _contract(S: torch.Tensor, q: torch.Tensor, offsets, sampling, B: torch.Tensor, weights) -> torch.Tensor:
     """``sum_r w_r |F B_k[:, r]|^2`` for a box of the grid starting at ``offsets``, F assembled from the sums
     S (4, n_asu, n0, n1, n2) and q (n0, n1, n2, 3): returns (n0, n1, n2).
 
-    F is written component by component (contiguous planes) into a box padded to whole periods of the
-    oversampling (zeros, discarded), so that the q-points of one k-vector class form one row block of a
-    class-major copy: one batched product for all classes.
+    F is assembled component plane by plane (contiguous) beside a zero column, then gathered once into
+    class-major order (the box padded to whole periods of the oversampling, padding read from the zero
+    column), so that one batched product ``B_k^T F_k`` serves every k-vector class.
     """
-    n, n_asu = S.shape[2:], S.shape[1]
-    N = 6 * n_asu
-    pre = [o % s for o, s in zip(offsets, sampling)]
-    m = [-(-(p + k) // s) for p, k, s in zip(pre, n, sampling)]
+    n, n_asu = tuple(S.shape[2:]), S.shape[1]
+    N, P = 6 * n_asu, math.prod(S.shape[2:])
+    pre = tuple(o % s for o, s in zip(offsets, sampling))
+    Fp = S.new_empty((n_asu, 6, P + 1))
+    Fp[..., P] = 0
+    assemble_factors(S, q.movedim(-1, 0).contiguous(), out=Fp[..., :P].view(n_asu, 6, *n).transpose(0, 1))
+    order = _class_order(n, pre, tuple(sampling), S.device)  # (n_class, M)
+    n_class, M = order.shape
+    F = Fp.view(N, P + 1).index_select(1, order.reshape(-1)).view(N, n_class, M)
+    Y = torch.bmm(B.to(F.dtype).transpose(1, 2), F.transpose(0, 1))  # (n_class, R, M)
+    Y2 = torch.view_as_real(Y).square()  # (n_class, R, M, 2); summed over R first (contiguous), then the pair
+    if weights is not None:
+        Y2 = Y2 * weights.to(Y2.dtype)[:, :, None, None]
+    I = Y2.sum(1).sum(-1)
+    periods = [-(-(p + k) // s) for p, k, s in zip(pre, n, sampling)]
     Nh, Nk, Nl = sampling
-    padded = S.new_empty((n_asu, 6, m[0] * Nh, m[1] * Nk, m[2] * Nl))
-    box = (slice(pre[0], pre[0] + n[0]), slice(pre[1], pre[1] + n[1]), slice(pre[2], pre[2] + n[2]))
-    for axis, (p, k) in enumerate(zip(pre, n)):  # zero only the margins
-        index = [slice(None)] * 5
-        index[2 + axis] = slice(0, p)
-        padded[tuple(index)] = 0
-        index[2 + axis] = slice(p + k, None)
-        padded[tuple(index)] = 0
-    # component planes: q (3, n0, n1, n2) against S (4, n_asu, ...); F assembled contiguous (writing
-    # plane by plane into the strided box is several times slower), then copied inside the margins
-    F = assemble_factors(S, q.movedim(-1, 0).contiguous())
-    padded[(slice(None), slice(None), *box)] = F.transpose(0, 1)
-    buf = padded.view(n_asu, 6, m[0], Nh, m[1], Nk, m[2], Nl).permute(3, 5, 7, 2, 4, 6, 0, 1).reshape(Nh * Nk * Nl, -1, N)
-    Y = torch.bmm(buf, B.to(buf.dtype))  # (n_class, points, R)
-    Yr = torch.view_as_real(Y)
-    if weights is None:  # sum of squares over modes and real/imaginary parts as one batched dot
-        flat = Yr.reshape(Yr.shape[0], Yr.shape[1], -1)
-        P = torch.einsum("cmr,cmr->cm", flat, flat)
-    else:
-        P = torch.einsum("cmrx,cmrx,cr->cm", Yr, Yr, weights.to(Yr.dtype))
-    P = P.view(Nh, Nk, Nl, m[0], m[1], m[2]).permute(3, 0, 4, 1, 5, 2).reshape(m[0] * Nh, m[1] * Nk, m[2] * Nl)
-    return P[box]
+    I = I.view(Nh, Nk, Nl, *periods).permute(3, 0, 4, 1, 5, 2).reshape(periods[0] * Nh, periods[1] * Nk, periods[2] * Nl)
+    return I[pre[0] : pre[0] + n[0], pre[1] : pre[1] + n[1], pre[2] : pre[2] + n[2]]
 
 
 def _symmetric(values: torch.Tensor) -> bool:

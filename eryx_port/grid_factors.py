@@ -360,7 +360,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
             shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh)  # the centred part of exp(-U dh dg)
             factors = []
             for (_, (_, _, df), u, _, n_terms, atom, term), coef, Dr in zip(elements, coefs, rows):
-                scale_out = (form_factor(coef, qsq) * shared).to(cdtype)[None, :, :, :, None]  # (1, nbs, B, w, 1)
+                scale_out = (form_factor(coef, qsq) * shared).to(cdtype)[None, :, :, None, :]  # (1, nbs, B, 1, w)
                 if not layout.coupled:  # no coupling: one column factor serves every block
                     factors.append((Dr.to(cdtype), df[:, :, c0 : c0 + w], scale_out))
                     continue
@@ -387,7 +387,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                         X = (Lg * Xr).reshape(ncs, -1, nbs * B).transpose(1, 2)  # (ncs, rows, n_g)
                         Y = pf[:, :, c0 : c0 + w] * Yr  # (ncs, n_g, w)
                         if not plain:
-                            Y = Y[..., None] * wts[s0:s1, :, None, :]
+                            Y = Y[:, :, None, :] * wts[s0:s1, :, :, None]  # (ncs, n_g, W, w)
                         P = torch.bmm(X, Y.reshape(ncs, -1, w * W))
                     elif Yr.ndim == 5:  # term by term: (B, n) x (n, w W) products, rows scaled by T_m
                         P = None
@@ -396,7 +396,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                             n = int((term == m).sum())
                             Y = pf[:, None, :n, c0 : c0 + w] * Yr[:, :, m, :n]  # (ncs, nbs, n, w)
                             if not plain:
-                                Y = Y[..., None] * wts[s0:s1, None, :n, None, :]
+                                Y = Y[..., None, :] * wts[s0:s1, None, :n, :, None]
                             Pm = torch.bmm(X0[:, :n].transpose(1, 2), Y.reshape(ncs * nbs, n, w * W)).view(ncs, nbs, B, w * W)
                             Pm = torch.view_as_complex(torch.view_as_real(Pm) * T_rows[sel][None, :, :, m, None, None])
                             P = Pm if P is None else P.add_(Pm)
@@ -405,25 +405,28 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                         X = _product(Lg[:, atom].transpose(1, 2), Xr.transpose(1, 2), (ncs, nbs, n_k, B))
                         Y = _product(pf[:, None, atom, c0 : c0 + w], Yr, (ncs, nbs, n_k, w))
                         if not plain:
-                            Y = Y[..., None] * wts[s0:s1, None, atom, None, :]
+                            Y = Y[..., None, :] * wts[s0:s1, None, atom, :, None]
                         P = torch.bmm(X.view(ncs * nbs, n_k, B).transpose(1, 2), Y.reshape(ncs * nbs, n_k, w * W))
-                    P = P.view(ncs, nbs, B, w, W)
-                    if S is None:
-                        S = P.new_empty((n_asu, n_blocks, B, w_total, W))
+                    P = P.view(ncs, nbs, B, W, w)  # columns weight-major, as in S
+                    if S is None:  # weight-major (the consumers read it plane by plane), written through a view
+                        S = P.new_empty((W, n_asu, n_blocks, B, w_total))
+                        S_view = S.permute(1, 2, 3, 0, 4)  # (n_asu, n_blocks, B, W, w_total)
                     if acc is None:
                         if torch.is_grad_enabled() and (P.requires_grad or scale_out.requires_grad):
                             acc = P * scale_out
                         else:  # straight into the result
-                            acc = torch.mul(P, scale_out, out=S[s0:s1, sel, :, c0 : c0 + w])
+                            acc = torch.mul(P, scale_out, out=S_view[s0:s1, sel, :, :, c0 : c0 + w])
                     else:
                         acc = acc.addcmul_(P, scale_out)
-                if acc.data_ptr() != S[s0:s1, sel, :, c0 : c0 + w].data_ptr():
-                    S[s0:s1, sel, :, c0 : c0 + w] = acc
+                if acc.data_ptr() != S_view[s0:s1, sel, :, :, c0 : c0 + w].data_ptr():
+                    S_view[s0:s1, sel, :, :, c0 : c0 + w] = acc
     if S is None:
-        S = torch.zeros((n_asu, n_blocks, B, w_total, W), dtype=cdtype, device=xyz.device)
-    S = S.reshape(n_asu, n_blocks * B, w_total, W).permute(3, 0, 1, 2)
+        S = torch.zeros((W, n_asu, n_blocks, B, w_total), dtype=cdtype, device=xyz.device)
+    S = S.view(W, n_asu, n_blocks * B, w_total)
     if not natural_order:
         return S
-    # one gather back to (i1, i2) order, into the component-first layout the consumers read plane by plane
-    S = S[:, :, layout.slot]
+    if layout.coupled:  # one gather back to (i1, i2) order
+        S = S[:, :, layout.slot]
+    else:  # blocks hold the rows in order, padded at the end
+        S = S[:, :, : n1 * n2]
     return S.reshape(W, n_asu, n1, n2, w_total)
