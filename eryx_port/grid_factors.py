@@ -236,6 +236,30 @@ def _distinct_rows(U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     return U[first], inverse
 
 
+def _phase_times_real(z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Complex ``z`` times real ``r`` (broadcasting) in real arithmetic, without casting ``r`` to complex."""
+    return torch.view_as_complex(torch.view_as_real(z) * r[..., None])
+
+
+def _rows_by_term(LX: torch.Tensor, T: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Left factor over (term m, atom j < counts[m]): rows ``LX`` (ncs, n_g, nbs, B) times ``T[..., m]`` (nbs, B, M).
+
+    Atoms are sorted by their number of terms, so term m takes a prefix of them: one slice per term,
+    no gather. Returns (ncs, nbs, n_k, B), contiguous.
+    """
+    ncs, _, nbs, B = LX.shape
+    src = torch.view_as_real(LX).transpose(1, 2)  # (ncs, nbs, n_g, B, 2)
+    if torch.is_grad_enabled() and (LX.requires_grad or T.requires_grad):  # out= has no autograd
+        parts = [src[:, :, :n] * T[None, :, None, :, m, None] for m, n in enumerate(counts)]
+        return torch.view_as_complex(torch.cat(parts, dim=2))
+    out = torch.empty((ncs, nbs, sum(counts), B, 2), dtype=src.dtype, device=src.device)
+    start = 0
+    for m, n in enumerate(counts):
+        torch.mul(src[:, :, :n], T[None, :, None, :, m, None], out=out[:, :, start : start + n])
+        start += n
+    return torch.view_as_complex(out)
+
+
 def _product(a: torch.Tensor, b: torch.Tensor, shape) -> torch.Tensor:
     """``a * b`` (broadcast to ``shape``) written contiguously in ``shape``'s order."""
     if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):  # out= has no autograd
@@ -312,7 +336,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
 
     # per element, atoms sorted by their number of terms; the inner axis of its products runs over
     # (term m, atom j < n_m): ``atom`` and ``term`` index it. Phase tables exp(2 pi i h x) per copy
-    # (n_asu, n_g, n_v) and Debye-Waller tables exp(-U G_aa h^2 / 2) per distinct U (n_u, n_g, n_v).
+    # (n_asu, n_g, n_v) and the column axis's Debye-Waller table exp(-U G_ff h_f^2 / 2) per distinct U (n_u, n_g, n_f).
     cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
     groups, coefs = element_groups(*ff)
     plain = W == 1 and not weights.requires_grad and bool((weights == 1).all())  # no weights to apply
@@ -323,12 +347,12 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         atom = torch.cat([torch.arange(n) for n in n_m]).to(xyz.device)
         term = torch.cat([torch.full((n,), m) for m, n in enumerate(n_m)]).to(xyz.device)
         fr, u = frac[:, a], U_rows[:, a]
-        phases, dws = [], []
+        phases = []
         for v, ax in ((v1, a1), (v2, a2), (vf_all, f)):
             p = two_pi * fr[:, :, ax, None] * v[None, None, :]
             phases.append(torch.complex(torch.cos(p), torch.sin(p)))
-            dws.append(torch.exp(-0.5 * u[:, :, None] * (G[ax, ax] * v**2)[None, None, :]))
-        elements.append((phases, dws, u, weights[:, a], len(n_m), atom, term))
+        df = torch.exp(-0.5 * u[:, :, None] * (G[f, f] * vf_all**2)[None, None, :])  # the columns' Debye-Waller factor
+        elements.append((phases, df, u, weights[:, a], n_m, atom, term))
     if _DEBUG:
         print(f"grid_sums: perm {layout.perm} blocks {tuple(blocks.shape)} col_block {layout.col_block} M {M} "
               f"terms per atom {float(terms.float().mean()):.2f} U_mid {U_mid:.3f} distinct U rows {n_u}")
@@ -350,50 +374,49 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         nbs = sel.stop - sel.start
         nc = max(1, min(n_asu, (budget // 2) // max(1, copy_per_block * nbs)))
         i1s, i2s = i1[sel], i2[sel]
-        # real row factors of each element shared by all column blocks: (n_u, n_g, nbs, B)
-        cross12 = (G[a1, a2] * h1[sel] * h2[sel])[None, :, :, None]
-        rows = [d1[:, :, i1s] * d2[:, :, i2s] * torch.exp(-u[:, :, None, None] * cross12[..., 0][:, None])
-                for (_, (d1, d2, _), u, *_rest) in elements]
+        half_q = 0.5 * q_rows[sel]  # the rows' share of |q|^2 / 2: exp(-U half_q) is their Debye-Waller factor
         for c0, vf, hf0 in zip(col_starts, col_vals, hf0s):
             w, dh = vf.numel(), vf - hf0
             qsq = q_rows[sel][:, :, None] + G[f, f] * vf**2 + 2 * vf * g_rows[sel][:, :, None]  # (nbs, B, w)
             shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh)  # the centred part of exp(-U dh dg)
             factors = []
-            for (_, (_, _, df), u, _, n_terms, atom, term), coef, Dr in zip(elements, coefs, rows):
+            for (_, df, u, _, n_m, atom, term), coef in zip(elements, coefs):
+                n_terms = len(n_m)
                 scale_out = (form_factor(coef, qsq) * shared).to(cdtype)[None, :, :, None, :]  # (1, nbs, B, 1, w)
                 if not layout.coupled:  # no coupling: one column factor serves every block
-                    factors.append((Dr.to(cdtype), df[:, :, c0 : c0 + w], scale_out))
+                    Dr = torch.exp(-u[:, :, None, None] * half_q[None, None])  # (n_u, n_g, nbs, B)
+                    factors.append((Dr, df[:, :, c0 : c0 + w], scale_out))
                     continue
-                # rows: the block's share hf0 (g - g0) of the coupling; columns: exp(-U h_f g0) per block
-                # times the terms' Bessel coefficients (n_u, nbs, n_terms, n_g, w)
-                Xr = Dr * torch.exp(-u[:, :, None, None] * (hf0 * dg[sel])[None, None])  # (n_u, n_g, nbs, B)
+                # rows: their Debye-Waller factor and the block's share hf0 (g - g0) of the coupling; columns:
+                # exp(-U h_f g0) per block times the terms' Bessel coefficients (n_u, nbs, n_terms, n_g, w)
+                Xr = torch.exp(-u[:, :, None, None] * (half_q + hf0 * dg[sel])[None, None])  # (n_u, n_g, nbs, B)
                 Kc = torch.exp(-u[:, None, :, None] * (g0[sel][:, None] * vf[None, :])[None, :, None, :])  # (n_u, nbs, n_g, w)
                 z = (u[:, None, :, None] - U_mid) * (eps[sel][:, None] * dh[None, :])[None, :, None, :]
                 Kc = (Kc[..., None] * bessel_coefficients(z, n_terms)).permute(0, 1, 4, 2, 3) * df[:, None, None, :, c0 : c0 + w]
                 if (atom.numel() <= w * W * n_terms) != _FLIP_ORDER:  # one product over (term, atom): polynomials on the rows
-                    Xr = (Xr[:, atom] * T_rows[sel].permute(2, 0, 1)[term][None]).to(cdtype)  # (n_u, n_k, nbs, B)
-                    factors.append((Xr, Kc[:, :, term, atom].to(cdtype), scale_out))  # (n_u, nbs, n_k, w)
+                    factors.append((Xr, Kc[:, :, term, atom].to(cdtype), scale_out))  # Y: (n_u, nbs, n_k, w)
                 else:  # one product per term on a prefix of the atoms, its polynomial on the output
-                    factors.append((Xr.to(cdtype), Kc.to(cdtype), scale_out))
+                    factors.append((Xr, Kc.to(cdtype), scale_out))
             for s0 in range(0, n_asu, nc):
                 s1 = min(n_asu, s0 + nc)
                 ncs = s1 - s0
                 acc = None
-                for (phases, _, _, wts, _, atom, term), (Xr, Yr, scale_out) in zip(elements, factors):
+                for (phases, _, _, wts, n_m, atom, term), (Xr, Yr, scale_out) in zip(elements, factors):
                     p1, p2, pf = (p[s0:s1] for p in phases)
-                    Lg = p1[:, :, i1s] * p2[:, :, i2s]  # (ncs, n_g, nbs, B)
                     Xr, Yr = of_copies(Xr, s0, s1), of_copies(Yr, s0, s1)
+                    # the rows' phases times their real factors, per atom: (ncs, n_g, nbs, B)
+                    LX = _phase_times_real(p1[:, :, i1s] * p2[:, :, i2s], Xr)
                     if not layout.coupled:
-                        X = (Lg * Xr).reshape(ncs, -1, nbs * B).transpose(1, 2)  # (ncs, rows, n_g)
+                        X = LX.reshape(ncs, -1, nbs * B).transpose(1, 2)  # (ncs, rows, n_g)
                         Y = pf[:, :, c0 : c0 + w] * Yr  # (ncs, n_g, w)
                         if not plain:
                             Y = Y[:, :, None, :] * wts[s0:s1, :, :, None]  # (ncs, n_g, W, w)
                         P = torch.bmm(X, Y.reshape(ncs, -1, w * W))
                     elif Yr.ndim == 5:  # term by term: (B, n) x (n, w W) products, rows scaled by T_m
                         P = None
-                        X0 = (Lg * Xr).transpose(1, 2).reshape(ncs * nbs, -1, B)  # (ncs nbs, n_g, B)
+                        X0 = LX.transpose(1, 2).reshape(ncs * nbs, -1, B)  # (ncs nbs, n_g, B)
                         for m in range(Yr.shape[2]):
-                            n = int((term == m).sum())
+                            n = n_m[m]
                             Y = pf[:, None, :n, c0 : c0 + w] * Yr[:, :, m, :n]  # (ncs, nbs, n, w)
                             if not plain:
                                 Y = Y[..., None, :] * wts[s0:s1, None, :n, :, None]
@@ -402,7 +425,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                             P = Pm if P is None else P.add_(Pm)
                     else:
                         n_k = atom.numel()
-                        X = _product(Lg[:, atom].transpose(1, 2), Xr.transpose(1, 2), (ncs, nbs, n_k, B))
+                        X = _rows_by_term(LX, T_rows[sel], n_m)  # (ncs, nbs, n_k, B)
                         Y = _product(pf[:, None, atom, c0 : c0 + w], Yr, (ncs, nbs, n_k, w))
                         if not plain:
                             Y = Y[..., None, :] * wts[s0:s1, None, atom, :, None]

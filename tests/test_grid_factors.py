@@ -196,3 +196,26 @@ def test_block_order_is_the_natural_order_reordered():
     natural = grid_factors.grid_sums(axes, A_INV, xyz, weights, ff, U, (0, n), layout)
     blocks = grid_factors.grid_sums(axes, A_INV, xyz, weights, ff, U, (0, n), layout, natural_order=False)
     assert torch.equal(blocks[:, :, layout.slot].reshape(natural.shape), natural)
+
+
+def test_fast_paths_match_the_autograd_paths():
+    """Factor assembly and the rows' term expansion write in place without autograd: the same values as with it."""
+    gen = torch.Generator().manual_seed(5)
+    S = torch.randn(4, 3, 5, 6, 7, generator=gen, dtype=torch.complex128)
+    q = torch.randn(3, 5, 6, 7, generator=gen, dtype=torch.float64)
+    fast = diffuse.assemble_factors(S, q)
+    tracked = diffuse.assemble_factors(S.clone().requires_grad_(True), q)
+    assert tracked.requires_grad and torch.equal(fast, tracked.detach())
+    expected = torch.stack([S[0] * q[0], S[0] * q[1], S[0] * q[2],
+                            S[2] * q[2] - S[3] * q[1], S[3] * q[0] - S[1] * q[2], S[1] * q[1] - S[2] * q[0]])
+    torch.testing.assert_close(fast, expected, rtol=1e-15, atol=0)
+
+    LX = torch.randn(2, 5, 3, 8, generator=gen, dtype=torch.complex128)  # (ncs, n_g, nbs, B)
+    T = torch.randn(3, 8, 3, generator=gen, dtype=torch.float64)  # (nbs, B, M)
+    counts = [5, 3, 1]
+    fast = grid_factors._rows_by_term(LX, T, counts)
+    tracked = grid_factors._rows_by_term(LX.clone().requires_grad_(True), T, counts)
+    expected = torch.cat([LX[:, :n].transpose(1, 2) * T[None, :, None, :, m] for m, n in enumerate(counts)], dim=2)
+    assert fast.shape == (2, 3, 9, 8) and fast.is_contiguous()
+    torch.testing.assert_close(fast, expected, rtol=1e-15, atol=0)
+    torch.testing.assert_close(tracked.detach(), expected, rtol=1e-15, atol=0)
