@@ -70,7 +70,7 @@ def plan_memory(shape, column_axis: int, n_asu: int, n_atoms: int, friedel: bool
     Half of the budget holds a slab's sums (with, on a coupled cell, their copy in grid order, and
     the reflected sums when the mirrored half is contracted on its own: ``friedel`` and not
     ``symmetric``), a quarter the contraction, at most a quarter the engine's blocks; beyond about a
-    million q-points per chunk and 64 MiB per engine batch larger pieces buy no speed, only memory.
+    million q-points per chunk and 16 MiB per engine batch larger pieces buy no speed, only memory.
     """
     c = 2 * itemsize  # bytes of a complex value
     rows = math.prod(shape) // shape[column_axis]
@@ -80,7 +80,7 @@ def plan_memory(shape, column_axis: int, n_asu: int, n_atoms: int, friedel: bool
     width = max(1, min(n_cols, (max_memory // 2) // per_column))
     per_point = 6 * c * 4 * n_asu + 16 * itemsize
     chunk = max(1, min(1 << 16, (max_memory // 4) // per_point, math.prod(shape)))
-    engine = min(max_memory // 4, 64 << 20)
+    engine = min(max_memory // 4, 16 << 20)
     tables = 3 * max(shape) * n_asu * n_atoms * c
     working = width * per_column + chunk * per_point + min(engine, width * per_column) + tables
     return MemoryPlan(width, chunk, engine, working)
@@ -208,6 +208,15 @@ def _symmetric(values: torch.Tensor) -> bool:
     return bool((values + values.flip(0)).abs().max() <= 1e-12 * max(scale, 1.0)) if values.numel() else True
 
 
+def _aligned_cuts(start: int, n: int, period: int, step: int) -> list[tuple[int, int]]:
+    """Cut ``[0, n)`` (grid indices ``start + i``) into runs of about ``step`` (at least ``period``) whose
+    inner edges fall on grid indices divisible by ``period``, so that a run pads to whole periods."""
+    step = max(period, step // period * period)
+    first = (-start) % period  # the first aligned index; a shorter lead-in joins the first run
+    edges = [0, *range(first + step, n, step), n]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
 def _slabs(n: int, width: int, friedel: bool):
     """(start, stop, mirror) column ranges; ``mirror`` = (start, stop) of the range read as the conjugate, or None."""
     if not friedel:
@@ -248,6 +257,9 @@ def onephonon_map(
     plan = plan_memory(shape, f, n_asu, xyz.shape[1], friedel, budget, xyz.element_size(), coupled=layout.coupled,
                        symmetric=symmetric)
     width, chunk_points = plan.slab_width, plan.chunk_points
+    n_cols = shape[f] - shape[f] // 2 if friedel else shape[f]  # columns computed
+    if sampling[f] <= width < n_cols:  # slabs of whole periods (they start at a multiple of one): boxes pad less
+        width -= width % sampling[f]
     if out is None:
         out = torch.empty(shape, dtype=dtype, device=device)
     elif tuple(out.shape) != shape:
@@ -272,15 +284,29 @@ def onephonon_map(
             out[box] = I
 
     def intensities(S_hkl, starts):
-        """Unmasked intensities of a box of sums (4, n_asu, h, k, l) whose first point is at grid index ``starts``."""
-        per_plane = S_hkl.shape[3] * S_hkl.shape[4]
-        step = max(1, chunk_points // max(1, per_plane))
-        parts = []
-        for i0 in range(0, S_hkl.shape[2], step):
-            S = S_hkl[:, :, i0 : i0 + step]
-            lo = (starts[0] + i0, starts[1], starts[2])
-            parts.append(_contract(S, 2 * math.pi * (hkl_of(lo, S.shape[2:]) @ A_inv), lo, sampling, B, weights))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        """Unmasked intensities of a box of sums (4, n_asu, h, k, l) whose first point is at grid index ``starts``.
+
+        Contracted in boxes of about ``chunk_points`` points cut on whole periods of the oversampling
+        along h (and k when one period of h-planes is more than that): a box pads to whole periods.
+        """
+        n0, n1, n2 = S_hkl.shape[2:]
+        Nh, Nk = sampling[0], sampling[1]
+        if chunk_points >= Nh * n1 * n2:
+            cuts0 = _aligned_cuts(starts[0], n0, Nh, chunk_points // (n1 * n2))
+            cuts1 = [(0, n1)]
+        else:
+            cuts0 = _aligned_cuts(starts[0], n0, Nh, Nh)
+            cuts1 = _aligned_cuts(starts[1], n1, Nk, chunk_points // (Nh * n2))
+        I = None
+        for a0, b0 in cuts0:
+            for a1, b1 in cuts1:
+                S = S_hkl[:, :, a0:b0, a1:b1]
+                lo = (starts[0] + a0, starts[1] + a1, starts[2])
+                part = _contract(S, 2 * math.pi * (hkl_of(lo, S.shape[2:]) @ A_inv), lo, sampling, B, weights)
+                if I is None:
+                    I = part.new_empty((n0, n1, n2))
+                I[a0:b0, a1:b1] = part
+        return I
 
     def write(S_hkl, starts):
         store(intensities(S_hkl, starts), starts)

@@ -89,8 +89,10 @@ def chebyshev_terms(eps_times_range, tol: float):
 def bessel_coefficients(z: torch.Tensor, n_terms: int) -> torch.Tensor:
     """Chebyshev coefficients of ``exp(-z y)`` in y: ``(2 - [m = 0]) (-1)^m I_m(z)``, stacked on a new last axis.
 
-    Power series of I_m (differentiable in z), summed in Horner form; exact to round-off for the
-    small |z| the engine uses (the number of series terms follows from the largest |z|).
+    Power series ``I_m(z) = (z/2)^m sum_k (z/2)^(2k) / (k! (k+m)!)`` (differentiable in z): the powers
+    once, then one small matrix product with the coefficients for every m. All terms are positive, so
+    the sum is exact to round-off for the small |z| the engine uses (the number of series terms follows
+    from the largest |z|).
     """
     h = z / 2
     h2 = h * h
@@ -98,15 +100,17 @@ def bessel_coefficients(z: torch.Tensor, n_terms: int) -> torch.Tensor:
     n_series = 0
     while hmax > 0 and hmax ** (2 * (n_series + 1)) / math.factorial(n_series + 1) ** 2 > 1e-18 and n_series < 40:
         n_series += 1
-    out = []
-    hm = torch.ones_like(h)  # h^m / m!
-    for m in range(n_terms):
-        total = torch.ones_like(h)
-        for k in range(n_series, 0, -1):  # 1 + h2/(1(m+1)) (1 + h2/(2(m+2)) (1 + ...))
-            total = total * h2 * (1.0 / (k * (k + m))) + 1.0
-        out.append(hm * total * (1.0 if m == 0 else 2.0 * (-1) ** m))
-        hm = hm * h * (1.0 / (m + 1))
-    return torch.stack(out, dim=-1)
+    powers = [torch.ones_like(h2)]
+    for _ in range(n_series):
+        powers.append(powers[-1] * h2)
+    coef = torch.tensor([[1.0 / (math.factorial(k) * math.factorial(k + m)) for m in range(n_terms)]
+                         for k in range(n_series + 1)], dtype=z.dtype, device=z.device)
+    series = torch.stack(powers, dim=-1) @ coef  # (..., n_terms)
+    h_m = [torch.ones_like(h)]
+    for _ in range(n_terms - 1):
+        h_m.append(h_m[-1] * h)
+    sign = torch.tensor([1.0] + [2.0 * (-1) ** m for m in range(1, n_terms)], dtype=z.dtype, device=z.device)
+    return series * torch.stack(h_m, dim=-1) * sign
 
 
 def chebyshev_polynomials(y: torch.Tensor, n_terms: int) -> torch.Tensor:
