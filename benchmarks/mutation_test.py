@@ -121,8 +121,8 @@ FAULTS = (
     ),
     Fault(
         "engine row coupling", "eryx_port/grid_factors.py",
-        "cross12 = (G[a1, a2] * h1[sel] * h2[sel])[None, :, :, None]",
-        "cross12 = (1.001 * G[a1, a2] * h1[sel] * h2[sel])[None, :, :, None]",
+        "q_rows = G[a1, a1] * h1**2 + G[a2, a2] * h2**2 + 2 * G[a1, a2] * h1 * h2",
+        "q_rows = G[a1, a1] * h1**2 + G[a2, a2] * h2**2 + 2 * 1.001 * G[a1, a2] * h1 * h2",
         "structure-factor engine: the cross term between the two row axes scaled by 1.001",
     ),
     Fault(
@@ -132,9 +132,21 @@ FAULTS = (
         "mirrored half of a symmetric grid read without the complex conjugate (Friedel's law broken)",
     ),
     Fault(
+        "intensity mirror", "eryx_port/diffuse.py",
+        "Im = I.flip(0, 1, 2).narrow(",
+        "Im = I.flip(0, 1).narrow(",
+        "all-mode map: the mirrored half reflected on two axes of three",
+    ),
+    Fault(
+        "centrosymmetry check", "eryx_port/models/onephonon.py",
+        "if not torch.equal(nan_class, nan_class[partner]):\n            return False",
+        "if True:\n            return True",
+        "the check that k and -k have conjugate operators always passes (eryx's 'rb' map is not symmetric)",
+    ),
+    Fault(
         "k-vector class offset", "eryx_port/diffuse.py",
-        "pre = [o % s for o, s in zip(offsets, sampling)]",
-        "pre = [(o + (o > 0)) % s for o, s in zip(offsets, sampling)]",
+        "pre = tuple(o % s for o, s in zip(offsets, sampling))",
+        "pre = tuple((o + (o > 0)) % s for o, s in zip(offsets, sampling))",
         "contraction: boxes after the first paired with the next k-vector class",
     ),
 )
