@@ -304,6 +304,9 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     U = U.to(dtype).expand(n_asu, n_atoms)
     U_rows, u_index = _distinct_rows(U)  # (n_u, n_atoms); copy c uses row u_index[c]
     n_u = U_rows.shape[0]
+    # several copies per U row (rotated copies of one molecule): factors that depend on U only are
+    # expanded once and shared, rather than per copy
+    shared_rows = n_u < n_asu
     frac = xyz @ A_inv.T
     two_pi = 2 * math.pi
 
@@ -398,6 +401,8 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                 z = (u[:, None, :, None] - U_mid) * (eps[sel][:, None] * dh[None, :])[None, :, None, :]
                 Kc = (Kc[..., None] * bessel_coefficients(z, n_terms)).permute(0, 1, 4, 2, 3) * df[:, None, None, :, c0 : c0 + w]
                 if (atom.numel() <= w * W * n_terms) != _FLIP_ORDER:  # one product over (term, atom): polynomials on the rows
+                    if shared_rows:  # expanded over the terms once, for every copy that shares the U row
+                        Xr = Xr[:, atom] * T_rows[sel].permute(2, 0, 1)[term][None]  # (n_u, n_k, nbs, B)
                     factors.append((Xr, Kc[:, :, term, atom].to(cdtype), scale_out))  # Y: (n_u, nbs, n_k, w)
                 else:  # one product per term on a prefix of the atoms, its polynomial on the output
                     factors.append((Xr, Kc.to(cdtype), scale_out))
@@ -408,8 +413,10 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                 for (phases, _, _, wts, n_m, atom, term), (Xr, Yr, scale_out) in zip(elements, factors):
                     p1, p2, pf = (p[s0:s1] for p in phases)
                     Xr, Yr = of_copies(Xr, s0, s1), of_copies(Yr, s0, s1)
-                    # the rows' phases times their real factors, per atom: (ncs, n_g, nbs, B)
-                    LX = _phase_times_real(p1[:, :, i1s] * p2[:, :, i2s], Xr)
+                    Lg = p1[:, :, i1s] * p2[:, :, i2s]  # the rows' phases (ncs, n_g, nbs, B)
+                    expanded = layout.coupled and Yr.ndim == 4 and shared_rows  # Xr already over (term, atom)
+                    if not expanded:  # the rows' real factors per atom: the phases times them once
+                        LX = _phase_times_real(Lg, Xr)
                     if not layout.coupled:
                         X = LX.reshape(ncs, -1, nbs * B).transpose(1, 2)  # (ncs, rows, n_g)
                         Y = pf[:, :, c0 : c0 + w] * Yr  # (ncs, n_g, w)
@@ -429,7 +436,11 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                             P = Pm if P is None else P.add_(Pm)
                     else:
                         n_k = atom.numel()
-                        X = _rows_by_term(LX, T_rows[sel], n_m)  # (ncs, nbs, n_k, B)
+                        if expanded:
+                            X = torch.view_as_complex(_product(torch.view_as_real(Lg)[:, atom].transpose(1, 2),
+                                                               Xr.transpose(1, 2)[..., None], (ncs, nbs, n_k, B, 2)))
+                        else:
+                            X = _rows_by_term(LX, T_rows[sel], n_m)  # (ncs, nbs, n_k, B)
                         Y = _product(pf[:, None, atom, c0 : c0 + w], Yr, (ncs, nbs, n_k, w))
                         if not plain:
                             Y = Y[..., None, :] * wts[s0:s1, None, atom, :, None]
