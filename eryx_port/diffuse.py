@@ -155,7 +155,7 @@ def mirror_classes(sampling: tuple[int, int, int], device=None) -> torch.Tensor:
     return ((d[0][:, None, None] * sampling[1] + d[1][None, :, None]) * sampling[2] + d[2][None, None, :]).reshape(-1)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=8)  # a slab has few distinct box shapes; each entry is a chunk of indices
 def _class_order(n: tuple[int, int, int], pre: tuple[int, int, int], sampling: tuple[int, int, int], device) -> torch.Tensor:
     """Flat indices of a box's points (shape ``n``, its first point in class ``pre``) in class-major order.
 
@@ -254,8 +254,11 @@ def onephonon_map(
     a1, a2, f = layout.perm
     n_asu = xyz.shape[0]
     friedel = all(_symmetric(a) for a in axes)
+    # the reflected intensity stands for the mirrored half only where the mirror of a point of class d
+    # has class -d, that is where the grid spans whole periods of the oversampling on every axis
+    reflect = symmetric and friedel and all((n - 1) % s == 0 for n, s in zip(shape, sampling))
     plan = plan_memory(shape, f, n_asu, xyz.shape[1], friedel, budget, xyz.element_size(), coupled=layout.coupled,
-                       symmetric=symmetric)
+                       symmetric=reflect)
     width, chunk_points = plan.slab_width, plan.chunk_points
     n_cols = shape[f] - shape[f] // 2 if friedel else shape[f]  # columns computed
     if sampling[f] <= width < n_cols:  # slabs of whole periods (they start at a multiple of one): boxes pad less
@@ -316,7 +319,7 @@ def onephonon_map(
         S = grid_sums(axes, A_inv, xyz, weights_rb, ff, U, (start, stop), layout, budget=plan.engine_budget)
         first = [0, 0, 0]
         first[f] = start
-        if mirror is not None and symmetric:
+        if mirror is not None and reflect:
             # I(-q) = I(q): the reflected columns of this slab's intensities are the mirrored range
             I = intensities(_to_hkl(S, layout.perm), first)
             store(I, first)

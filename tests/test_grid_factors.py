@@ -135,6 +135,19 @@ def test_friedel_halving_and_slabs_agree(tric, monkeypatch):
         assert torch.allclose(other[finite], one_piece[finite], rtol=1e-12, atol=0)
 
 
+def test_friedel_reflection_only_where_mirrors_pair_k_vectors(monkeypatch):
+    """A symmetric grid whose bounds are not whole periods (h from -1/3 to 1/3 in steps of 1/3): the mirror of a
+    point of k-vector class d is not of class -d, so the reflected intensity must not stand for it."""
+    model = OnePhonon(structure("2ol9"), (-1 / 3, 1 / 3, 3), (-1, 1, 2), (-2 / 3, 2 / 3, 3), progress=False)
+    halved = model.apply_disorder()
+    monkeypatch.setattr(diffuse, "_symmetric", lambda values: False)
+    one_piece = model.apply_disorder()
+    finite = ~one_piece.isnan()
+    assert int(finite.sum()) > 0.5 * one_piece.numel()
+    assert torch.equal(halved.isnan(), one_piece.isnan())
+    assert torch.allclose(halved[finite], one_piece[finite], rtol=1e-12, atol=0)
+
+
 def test_map_written_into_a_memmap(tric, tmp_path):
     mm = np.lib.format.open_memmap(tmp_path / "map.npy", mode="w+", dtype=np.float64, shape=tric.map_shape)
     returned = tric.apply_disorder(out=mm, max_memory=1 << 16)
