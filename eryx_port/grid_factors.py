@@ -385,11 +385,13 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         for c0, vf, hf0 in zip(col_starts, col_vals, hf0s):
             w, dh = vf.numel(), vf - hf0
             qsq = q_rows[sel][:, :, None] + G[f, f] * vf**2 + 2 * vf * g_rows[sel][:, :, None]  # (nbs, B, w)
-            shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh)  # the centred part of exp(-U dh dg)
+            # the centred part of exp(-U dh dg) (none without coupling: g is zero)
+            shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh) if layout.coupled else None
             factors = []
             for (_, df, u, _, n_m, atom, term), coef in zip(elements, coefs):
                 n_terms = len(n_m)
-                scale_out = (form_factor(coef, qsq) * shared).to(cdtype)[None, :, :, None, :]  # (1, nbs, B, 1, w)
+                scale_out = form_factor(coef, qsq) if shared is None else form_factor(coef, qsq) * shared
+                scale_out = scale_out.to(cdtype)[None, :, :, None, :]  # (1, nbs, B, 1, w)
                 if not layout.coupled:  # no coupling: one column factor serves every block
                     Dr = torch.exp(-u[:, :, None, None] * half_q[None, None])  # (n_u, n_g, nbs, B)
                     factors.append((Dr, df[:, :, c0 : c0 + w], scale_out))

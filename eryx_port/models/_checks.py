@@ -25,6 +25,12 @@ def check_sampling(s: Any, name: str, *, integral: bool = True) -> tuple:
     return (lo, hi, int(n)) if integral else tuple(s)
 
 
+def check_samplings(hsampling: Any, ksampling: Any, lsampling: Any, *, integral: bool = True) -> tuple:
+    """The three axes' samplings through :func:`check_sampling`, named as the models' arguments."""
+    return tuple(check_sampling(s, name, integral=integral)
+                 for s, name in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling")))
+
+
 def check_res_limit(res_limit: Any):
     if isinstance(res_limit, bool) or not isinstance(res_limit, numbers.Real) or not math.isfinite(res_limit) or res_limit < 0:
         raise ValueError(f"res_limit must be a non-negative number of Angstrom, got {res_limit!r}")

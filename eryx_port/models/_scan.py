@@ -44,16 +44,20 @@ def _finite(t: torch.Tensor, name: str) -> torch.Tensor:
     return t
 
 
+def _as_values(value: Any, dtype, device, message: str) -> torch.Tensor:
+    """``value`` as a tensor of at least one dimension; ``message`` names what was expected."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValueError(f"{message}, got {value!r}")
+    try:
+        t = as_real(value, dtype, device)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{message}, got {value!r}") from exc
+    return t.reshape(1) if t.ndim == 0 else t
+
+
 def as_sigmas(sigmas: Any, dtype, device, name: str = "sigmas") -> torch.Tensor:
     """``sigmas`` as (n,) isotropic or (n, 3) per-axis values (tensors keep their graph)."""
-    if isinstance(sigmas, (str, bytes)) or sigmas is None:
-        raise ValueError(f"{name} must be a number, (n,) isotropic or (n, 3) per-axis values, got {sigmas!r}")
-    try:
-        t = as_real(sigmas, dtype, device)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a number, (n,) isotropic or (n, 3) per-axis values, got {sigmas!r}") from exc
-    if t.ndim == 0:
-        t = t.reshape(1)
+    t = _as_values(sigmas, dtype, device, f"{name} must be a number, (n,) isotropic or (n, 3) per-axis values")
     if t.ndim > 2 or (t.ndim == 2 and t.shape[1] != 3):
         raise ValueError(f"{name} must have shape (n,) (isotropic) or (n, 3) (per axis), got {tuple(t.shape)}")
     return _finite(t, name)
@@ -61,14 +65,7 @@ def as_sigmas(sigmas: Any, dtype, device, name: str = "sigmas") -> torch.Tensor:
 
 def as_gammas(gammas: Any, dtype, device) -> torch.Tensor:
     """``gammas`` as (n,) correlation lengths (a number gives one); tensors keep their graph."""
-    if isinstance(gammas, (str, bytes)) or gammas is None:
-        raise ValueError(f"gammas must be a number or a 1-d array, got {gammas!r}")
-    try:
-        t = as_real(gammas, dtype, device)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"gammas must be a number or a 1-d array, got {gammas!r}") from exc
-    if t.ndim == 0:
-        t = t.reshape(1)
+    t = _as_values(gammas, dtype, device, "gammas must be a number or a 1-d array")
     if t.ndim != 1:
         raise ValueError(f"gammas must be a number or a 1-d array, got shape {tuple(t.shape)}")
     return _finite(t, "gammas")

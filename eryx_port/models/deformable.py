@@ -35,7 +35,7 @@ from ..gnm import PINV_RCOND, GaussianNetworkModel
 from ..map_utils import generate_grid, get_resolution_mask, grid_axes
 from ..pdb import AtomicModel
 from ..tensors import as_real, resolve_device, resolve_dtype
-from ._checks import check_positive, check_sampling
+from ._checks import check_count, check_positive, check_res_limit, check_samplings
 
 __all__ = ["NonInteractingDeformableMolecules"]
 
@@ -81,15 +81,12 @@ class NonInteractingDeformableMolecules:
         xyz=None,
         adp=None,
     ):
-        for s, name in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling")):
-            check_sampling(s, name)
-        if isinstance(res_limit, bool) or not isinstance(res_limit, numbers.Real) or not math.isfinite(res_limit) or res_limit < 0:
-            raise ValueError(f"res_limit must be a non-negative number of Angstrom, got {res_limit!r}")
+        check_samplings(hsampling, ksampling, lsampling)
+        check_res_limit(res_limit)
         if isinstance(gnm_cutoff, torch.Tensor):
             gnm_cutoff = float(gnm_cutoff)
         check_positive(gnm_cutoff, "gnm_cutoff")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_count(batch_size, "batch_size")
         self.hsampling = hsampling
         self.ksampling = ksampling
         self.lsampling = lsampling
@@ -404,8 +401,7 @@ class NonInteractingDeformableMolecules:
         start_b = b0 if b_factor is None else float(b_factor)
         if not (math.isfinite(start_b) and start_b > 0):
             raise ValueError(f"b_factor must be a positive number of A^2, got {b_factor!r}")
-        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+        check_count(max_iter, "max_iter")
         T = T[keep]
         norm = (T**2).sum()
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ._checks import check_res_limit, check_sampling
+from ._checks import check_res_limit, check_samplings
 from ..diffuse import default_max_memory
 from ..grid_factors import grid_sums, plan_layout
 from ..map_utils import generate_grid, get_resolution_mask, grid_axes
@@ -209,9 +209,7 @@ class Ensemble:
 
     def __init__(self, pdb_path, hsampling, ksampling, lsampling, expand_p1=True, res_limit=0, batch_size=10000,
                  n_processes=8, frame=-1, *, device=None, dtype=None, max_memory=None):
-        self.hsampling = check_sampling(hsampling, "hsampling", integral=False)
-        self.ksampling = check_sampling(ksampling, "ksampling", integral=False)
-        self.lsampling = check_sampling(lsampling, "lsampling", integral=False)
+        self.hsampling, self.ksampling, self.lsampling = check_samplings(hsampling, ksampling, lsampling, integral=False)
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
         self.max_memory = max_memory

@@ -38,7 +38,7 @@ from ..stats import compute_cc
 from ..tensors import as_real, resolve_device, resolve_dtype
 from ._scan import (as_gammas, as_sigmas, best, check_target, describe, fit_lbfgs, linspace, q2_sigma2,
                     scalar_bound, sigma_grid)
-from ._checks import check_count, check_res_limit, check_sampling
+from ._checks import check_count, check_res_limit, check_samplings
 from .translations import _save, _scalars
 
 __all__ = ["LiquidLikeMotions"]
@@ -92,8 +92,7 @@ class LiquidLikeMotions:
 
     def __init__(self, pdb_path, hsampling, ksampling, lsampling, expand_p1=True, border=1, res_limit=0,
                  batch_size=5000, n_processes=8, asu_confined=False, *, device=None, dtype=None):
-        for s, n in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling")):
-            check_sampling(s, n)
+        check_samplings(hsampling, ksampling, lsampling)
         self.hsampling = hsampling
         self.ksampling = ksampling
         self.lsampling = lsampling

@@ -37,7 +37,7 @@ from ..gnm import GaussianNetworkModel
 from ..tensors import as_real, complex_dtype, resolve_device, resolve_dtype
 from ..validation import check_network, check_rigid_bodies
 from ._atoms import override_atoms
-from ._checks import check_positive, check_sampling
+from ._checks import check_positive, check_res_limit, check_samplings
 
 __all__ = ["OnePhonon"]
 
@@ -95,9 +95,7 @@ class OnePhonon:
         self.hsampling = hsampling
         self.ksampling = ksampling
         self.lsampling = lsampling
-        self._sampling = tuple(
-            check_sampling(s, n) for s, n in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling"))
-        )
+        self._sampling = check_samplings(hsampling, ksampling, lsampling)
         if group_by != "asu":
             raise ValueError(
                 f"group_by={group_by!r} is not supported: only group_by='asu' (rigid ASUs) is implemented "
@@ -107,8 +105,7 @@ class OnePhonon:
             raise ValueError(f"model must be 'gnm' or 'rb', not {model!r}")
         if lever_arms not in ("eryx", "centered"):
             raise ValueError(f"lever_arms must be 'eryx' or 'centered', not {lever_arms!r}")
-        if isinstance(res_limit, bool) or not isinstance(res_limit, numbers.Real) or not math.isfinite(res_limit) or res_limit < 0:
-            raise ValueError(f"res_limit must be a non-negative number of Angstrom, got {res_limit!r}")
+        check_res_limit(res_limit)
         if model == "gnm":
             check_positive(gamma_intra, "gamma_intra")
             check_positive(gamma_inter, "gamma_inter")
@@ -360,10 +357,10 @@ class OnePhonon:
         if not torch.equal(nan_class, nan_class[partner]):
             return False
         if self._K is not None:
-            M = self._K
+            M = self._K.detach()  # a yes/no on values: no graph for the fitting loop's backward pass
         else:
-            w = torch.ones(B.shape[::2], dtype=B.real.dtype, device=B.device) if weights is None else weights
-            M = (B * w.to(B.dtype)[:, None, :]) @ B.mH
+            w = torch.ones(B.shape[::2], dtype=B.real.dtype, device=B.device) if weights is None else weights.detach()
+            M = (B.detach() * w.to(B.dtype)[:, None, :]) @ B.detach().mH
         diff = (M - M[partner].conj()).abs().amax(dim=(-2, -1))
         return bool(((diff <= _CONJUGATE_RTOL * M.abs().amax(dim=(-2, -1))) | nan_class).all())
 

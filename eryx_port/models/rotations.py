@@ -33,7 +33,7 @@ from ..pdb import AtomicModel
 from ..stats import compute_cc
 from ..tensors import as_real, resolve_device, resolve_dtype
 from ._scan import best, check_target, linspace
-from ._checks import check_count, check_res_limit, check_sampling
+from ._checks import check_count, check_res_limit, check_samplings
 from .ensemble import fit_points, masked_map, member_intensity, save_masked, setup_grid
 
 __all__ = ["RigidBodyRotations", "RotationDraws", "draw_rotations", "numpy_legacy_draws", "rotations_from_draws"]
@@ -137,9 +137,7 @@ class RigidBodyRotations:
 
     def __init__(self, pdb_path, hsampling, ksampling, lsampling, expand_p1=True, res_limit=0, batch_size=10000,
                  n_processes=8, *, device=None, dtype=None, seed=None, generator=None, max_memory=None):
-        self.hsampling = check_sampling(hsampling, "hsampling", integral=False)
-        self.ksampling = check_sampling(ksampling, "ksampling", integral=False)
-        self.lsampling = check_sampling(lsampling, "lsampling", integral=False)
+        self.hsampling, self.ksampling, self.lsampling = check_samplings(hsampling, ksampling, lsampling, integral=False)
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
         self.max_memory = max_memory

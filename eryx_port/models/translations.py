@@ -33,7 +33,7 @@ from ..pdb import AtomicModel
 from ..stats import compute_cc
 from ..tensors import resolve_device, resolve_dtype
 from ._scan import as_sigmas, best, check_target, describe, fit_lbfgs, q2_sigma2, sigma_grid
-from ._checks import check_res_limit, check_sampling
+from ._checks import check_res_limit, check_samplings
 
 __all__ = ["RigidBodyTranslations"]
 
@@ -54,8 +54,7 @@ class RigidBodyTranslations:
 
     def __init__(self, pdb_path, hsampling, ksampling, lsampling, expand_friedel=True, res_limit=0,
                  batch_size=10000, n_processes=8, *, device=None, dtype=None):
-        for s, n in ((hsampling, "hsampling"), (ksampling, "ksampling"), (lsampling, "lsampling")):
-            check_sampling(s, n)
+        check_samplings(hsampling, ksampling, lsampling)
         self.hsampling = hsampling
         self.ksampling = ksampling
         self.lsampling = lsampling

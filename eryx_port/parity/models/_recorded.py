@@ -31,3 +31,15 @@ def init_args(init_name: str, scenario: str) -> dict:
     if scenario not in calls:
         raise LookupError(f"scenario {scenario!r} has no recorded {init_name} call")
     return structure_paths(calls[scenario].args)
+
+
+def attribute_replay(make_port, compare, method: str):
+    """Replay of a recorded call of ``method`` (no arguments) that only sets attributes: the port made for
+    the call by ``make_port(call)`` runs it, then ``compare(port, call)`` checks what it wrote."""
+
+    def replay(call):
+        port = make_port(call)
+        getattr(port, method)()
+        return compare(port, call)
+
+    return replay

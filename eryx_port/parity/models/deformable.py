@@ -25,7 +25,7 @@ from trace_tools.compare import Tolerance
 from trace_tools.registry import gradcheck, parity
 
 from ..pdb import _mirror
-from ._recorded import init_args, structure_paths
+from ._recorded import attribute_replay, init_args, structure_paths
 from ..tolerances import inverse_floor
 
 _CLASS = "eryx.models.NonInteractingDeformableMolecules"
@@ -138,17 +138,8 @@ def _(call):
     return _compare_written(port, call)
 
 
-def _method_writes(method: str):
-    def replay(call):
-        port = _port(call)
-        getattr(port, method)()
-        return _compare_written(port, call)
-
-    return replay
-
-
 for _method in ("_setup_covmat", "compute_covariance_matrix"):
-    parity(f"{_CLASS}.{_method}", port=f"{_PORT}.{_method}")(_method_writes(_method))
+    parity(f"{_CLASS}.{_method}", port=f"{_PORT}.{_method}")(attribute_replay(_port, _compare_written, _method))
 
 
 @parity(f"{_CLASS}._low_rank_truncation", port=f"{_PORT}._low_rank_truncation")

@@ -23,7 +23,7 @@ from eryx_port.models import OnePhonon
 from trace_tools.compare import Tolerance
 from trace_tools.registry import gradcheck, parity
 
-from ._recorded import init_args, structure_paths
+from ._recorded import attribute_replay, init_args, structure_paths
 from ..tolerances import inverse_floor
 
 _INIT = "eryx.models.OnePhonon.__init__"
@@ -178,17 +178,8 @@ def _(call):
     return _compare_written(port, call)
 
 
-def _method_writes(method: str):
-    def replay(call):
-        port = _port(call)
-        getattr(port, method)()
-        return _compare_written(port, call)
-
-    return replay
-
-
 for _method in ("_build_A", "_build_M", "_build_kvec_Brillouin", "compute_gnm_phonons", "compute_covariance_matrix", "compute_rb_phonons"):
-    parity(f"eryx.models.OnePhonon.{_method}", port=f"eryx_port.models.OnePhonon.{_method}")(_method_writes(_method))
+    parity(f"eryx.models.OnePhonon.{_method}", port=f"eryx_port.models.OnePhonon.{_method}")(attribute_replay(_port, _compare_written, _method))
 
 
 @parity("eryx.models.OnePhonon._build_M_allatoms", port="eryx_port.models.OnePhonon._build_M_allatoms")
