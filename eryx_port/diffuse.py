@@ -174,24 +174,66 @@ def _class_order(n: tuple[int, int, int], pre: tuple[int, int, int], sampling: t
     return flat.permute(0, 2, 4, 1, 3, 5).reshape(n_class, -1).to(device)
 
 
+def _period_pieces(n: int, period: int):
+    """A box axis of ``n`` points starting at class 0, as (box slice, period slice, class slice, (periods, classes)):
+    the whole periods, then the partial last one."""
+    whole, rest = divmod(n, period)
+    pieces = []
+    if whole:
+        pieces.append((slice(0, whole * period), slice(0, whole), slice(0, period), (whole, period)))
+    if rest:
+        pieces.append((slice(whole * period, n), slice(whole, whole + 1), slice(0, rest), (1, rest)))
+    return pieces
+
+
+def _class_major_factors(S: torch.Tensor, q: torch.Tensor, sampling) -> torch.Tensor:
+    """F of a box that starts at class 0 on every axis, assembled straight into class-major order:
+    (n_class, n_asu, 6, M), the box padded with zeros to M = m0 m1 m2 whole periods.
+
+    Grid index ``p N + d`` of an axis is period p of class d, so class-major order is a permutation
+    of the axes split into (period, class): the assembly writes through that strided view, and no
+    gather is needed. Each axis is one piece of whole periods and at most one partial period.
+    """
+    n, n_asu = tuple(S.shape[2:]), S.shape[1]
+    periods = [-(-k // s) for k, s in zip(n, sampling)]
+    padded = any(k % s for k, s in zip(n, sampling))
+    F = (S.new_zeros if padded else S.new_empty)((*sampling, n_asu, 6, *periods))
+    view = F.permute(4, 3, 5, 0, 6, 1, 7, 2)  # (6, n_asu, m0, N0, m1, N1, m2, N2)
+    qT = q.movedim(-1, 0)
+    for a0 in _period_pieces(n[0], sampling[0]):
+        for a1 in _period_pieces(n[1], sampling[1]):
+            for a2 in _period_pieces(n[2], sampling[2]):
+                box = (a0[0], a1[0], a2[0])
+                split = (*a0[3], *a1[3], *a2[3])
+                out = view[:, :, a0[1], a0[2], a1[1], a1[2], a2[1], a2[2]]
+                S_part = S[(slice(None), slice(None), *box)].reshape(*S.shape[:2], *split)
+                q_part = qT[(slice(None), *box)].reshape(3, *split)[:, None]
+                assemble_factors(S_part, q_part, out=out)
+    return F.view(math.prod(sampling), n_asu, 6, math.prod(periods))
+
+
 def _contract(S: torch.Tensor, q: torch.Tensor, offsets, sampling, B: torch.Tensor, weights) -> torch.Tensor:
     """``sum_r w_r |F B_k[:, r]|^2`` for a box of the grid starting at ``offsets``, F assembled from the sums
     S (4, n_asu, n0, n1, n2) and q (n0, n1, n2, 3): returns (n0, n1, n2).
 
-    F is assembled component plane by plane (contiguous) beside a zero column, then gathered once into
-    class-major order (the box padded to whole periods of the oversampling, padding read from the zero
-    column), so that one batched product ``B_k^T F_k`` serves every k-vector class.
+    The points are put in class-major order (the box padded to whole periods of the oversampling)
+    so that one batched product ``B_k^T F_k`` serves every k-vector class. A box that starts at class
+    0 is assembled straight into that order; another is assembled plane by plane beside a zero
+    column, then gathered once (padding read from the zero column).
     """
     n, n_asu = tuple(S.shape[2:]), S.shape[1]
     N, P = 6 * n_asu, math.prod(S.shape[2:])
     pre = tuple(o % s for o, s in zip(offsets, sampling))
-    Fp = S.new_empty((n_asu, 6, P + 1))
-    Fp[..., P] = 0
-    assemble_factors(S, q.movedim(-1, 0).contiguous(), out=Fp[..., :P].view(n_asu, 6, *n).transpose(0, 1))
-    order = _class_order(n, pre, tuple(sampling), S.device)  # (n_class, M)
-    n_class, M = order.shape
-    F = Fp.view(N, P + 1).index_select(1, order.reshape(-1)).view(N, n_class, M)
-    Y = torch.bmm(B.to(F.dtype).transpose(1, 2), F.transpose(0, 1))  # (n_class, R, M)
+    n_class = math.prod(sampling)
+    if not any(pre):
+        F = _class_major_factors(S, q, sampling).view(n_class, N, -1)
+    else:
+        Fp = S.new_empty((n_asu, 6, P + 1))
+        Fp[..., P] = 0
+        assemble_factors(S, q.movedim(-1, 0).contiguous(), out=Fp[..., :P].view(n_asu, 6, *n).transpose(0, 1))
+        order = _class_order(n, pre, tuple(sampling), S.device)  # (n_class, M)
+        F = Fp.view(N, P + 1).index_select(1, order.reshape(-1)).view(N, n_class, -1).transpose(0, 1)
+    Y = torch.bmm(B.to(F.dtype).transpose(1, 2), F)  # (n_class, R, M)
     Y2 = torch.view_as_real(Y)  # (n_class, R, M, 2); squared in place unless it carries a gradient
     Y2 = Y2.square() if Y2.requires_grad else Y2.square_()  # summed over R first (contiguous), then the pair
     if weights is not None:
@@ -274,12 +316,16 @@ def onephonon_map(
         sub = tuple(a[o : o + k] for a, o, k in zip(axes, lo, size))
         return torch.stack(torch.meshgrid(*[a.to(dtype) for a in sub], indexing="ij"), dim=-1)
 
+    nan_classes = [tuple(int(v) for v in np.unravel_index(int(c), sampling)) for c in nan_class.nonzero().reshape(-1)]
+
     def store(I, lo):
         """Write intensities I of the box whose first point is at grid index ``lo``, NaN where masked."""
-        nan = nan_class[class_index(I.shape, sampling, device=device, offset=lo)]
         if keep is not None:
-            nan = nan | ~keep(hkl_of(lo, I.shape))
-        I = torch.where(nan, torch.full_like(I, float("nan")), I)
+            I = torch.where(keep(hkl_of(lo, I.shape)), I, torch.full_like(I, float("nan")))
+        elif nan_classes:
+            I = I.clone() if I.requires_grad else I  # an in-place write on a leaf's graph input would fail
+        for d in nan_classes:  # a class is a lattice of points: one strided slice each (usually k = 0 only)
+            I[tuple(slice((c - o) % s, None, s) for c, o, s in zip(d, lo, sampling))] = float("nan")
         box = tuple(slice(o, o + k) for o, k in zip(lo, I.shape))
         if isinstance(out, np.ndarray):
             out[box] = I.detach().cpu().numpy()
@@ -322,9 +368,9 @@ def onephonon_map(
         if mirror is not None and reflect:
             # I(-q) = I(q): the reflected columns of this slab's intensities are the mirrored range
             I = intensities(_to_hkl(S, layout.perm), first)
-            store(I, first)
             lo = shape[f] - stop  # first column of the reflected slab
-            Im = I.flip(0, 1, 2).narrow(f, mirror[0] - lo, mirror[1] - mirror[0])
+            Im = I.flip(0, 1, 2).narrow(f, mirror[0] - lo, mirror[1] - mirror[0])  # a copy: store masks I in place
+            store(I, first)
             first[f] = mirror[0]
             store(Im, first)
             bar.update(stop - start + mirror[1] - mirror[0])

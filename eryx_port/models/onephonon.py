@@ -404,7 +404,7 @@ class OnePhonon:
         ff = (self.model.ff_a[0], self.model.ff_b[0], self.model.ff_c[0])
         Id = diffuse.onephonon_map(
             self._axes, sampling, self.model.A_inv, self.model.xyz, self._arms, ff, U, B, weights,
-            nan_class=nan_class, keep=self._keep, out=target, max_memory=max_memory, progress=self.progress,
+            nan_class=nan_class, keep=self._keep if self.res_limit > 0 else None, out=target, max_memory=max_memory, progress=self.progress,
             symmetric=int(rank) < 0 and self._centrosymmetric(B, weights, nan_class),
         ).reshape(-1)
         if outdir is not None:
