@@ -186,35 +186,46 @@ def _period_pieces(n: int, period: int):
     return pieces
 
 
-def _class_major_factors(S: torch.Tensor, q: torch.Tensor, sampling) -> torch.Tensor:
-    """F of a box that starts at class 0 on every axis, assembled straight into class-major order:
-    (n_class, n_asu, 6, M), the box padded with zeros to M = m0 m1 m2 whole periods.
+def _class_major_factors(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, sampling) -> torch.Tensor:
+    """F of a box that starts at class 0 on every axis, in class-major order: (n_class, n_asu, 6, M),
+    the box padded with zeros to M = m0 m1 m2 whole periods. ``hkl_axes``: the box's h, k, l values.
 
     Grid index ``p N + d`` of an axis is period p of class d, so class-major order is a permutation
-    of the axes split into (period, class): the assembly writes through that strided view, and no
-    gather is needed. Each axis is one piece of whole periods and at most one partial period.
+    of the axes split into (period, class): the sums are copied through that strided view (one copy
+    per piece: the whole periods of each axis, then its partial last one), and F is assembled from
+    them with every operand contiguous along the points of a class.
     """
     n, n_asu = tuple(S.shape[2:]), S.shape[1]
     periods = [-(-k // s) for k, s in zip(n, sampling)]
     padded = any(k % s for k, s in zip(n, sampling))
-    F = (S.new_zeros if padded else S.new_empty)((*sampling, n_asu, 6, *periods))
-    view = F.permute(4, 3, 5, 0, 6, 1, 7, 2)  # (6, n_asu, m0, N0, m1, N1, m2, N2)
-    qT = q.movedim(-1, 0)
+    Sc = (S.new_zeros if padded else S.new_empty)((*sampling, 4, n_asu, *periods))
+    view = Sc.permute(3, 4, 5, 0, 6, 1, 7, 2)  # (4, n_asu, m0, N0, m1, N1, m2, N2)
     for a0 in _period_pieces(n[0], sampling[0]):
         for a1 in _period_pieces(n[1], sampling[1]):
             for a2 in _period_pieces(n[2], sampling[2]):
-                box = (a0[0], a1[0], a2[0])
                 split = (*a0[3], *a1[3], *a2[3])
-                out = view[:, :, a0[1], a0[2], a1[1], a1[2], a2[1], a2[2]]
-                S_part = S[(slice(None), slice(None), *box)].reshape(*S.shape[:2], *split)
-                q_part = qT[(slice(None), *box)].reshape(3, *split)[:, None]
-                assemble_factors(S_part, q_part, out=out)
-    return F.view(math.prod(sampling), n_asu, 6, math.prod(periods))
+                part = S[:, :, a0[0], a1[0], a2[0]].reshape(*S.shape[:2], *split)
+                view[:, :, a0[1], a0[2], a1[1], a1[2], a2[1], a2[2]].copy_(part)
+    # q of every (class, period) slot, padding included (its values are cropped later): per axis the
+    # index p N + d clamped to the box, then 2 pi A_inv^T hkl as a sum of three broadcast terms
+    n_class, M = math.prod(sampling), math.prod(periods)
+    q = None
+    for a, (vals, N_a, m_a) in enumerate(zip(hkl_axes, sampling, periods)):
+        idx = (torch.arange(m_a, device=S.device)[None, :] * N_a + torch.arange(N_a, device=S.device)[:, None]).clamp(max=n[a] - 1)
+        v = vals.to(A_inv.dtype)[idx]  # (N_a, m_a)
+        shape = [1] * 6
+        shape[a], shape[3 + a] = N_a, m_a
+        term = (2 * math.pi * A_inv[a]).reshape(3, 1, 1, 1, 1, 1, 1) * v.reshape(shape)
+        q = term if q is None else q + term
+    q = q.reshape(3, 1, n_class, M)
+    F = S.new_empty((n_class, n_asu, 6, M))
+    assemble_factors(Sc.view(n_class, 4, n_asu, M).permute(1, 2, 0, 3), q, out=F.permute(2, 1, 0, 3))
+    return F
 
 
-def _contract(S: torch.Tensor, q: torch.Tensor, offsets, sampling, B: torch.Tensor, weights) -> torch.Tensor:
+def _contract(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, offsets, sampling, B: torch.Tensor, weights) -> torch.Tensor:
     """``sum_r w_r |F B_k[:, r]|^2`` for a box of the grid starting at ``offsets``, F assembled from the sums
-    S (4, n_asu, n0, n1, n2) and q (n0, n1, n2, 3): returns (n0, n1, n2).
+    S (4, n_asu, n0, n1, n2) and the box's h, k, l values ``hkl_axes``: returns (n0, n1, n2).
 
     The points are put in class-major order (the box padded to whole periods of the oversampling)
     so that one batched product ``B_k^T F_k`` serves every k-vector class. A box that starts at class
@@ -226,11 +237,12 @@ def _contract(S: torch.Tensor, q: torch.Tensor, offsets, sampling, B: torch.Tens
     pre = tuple(o % s for o, s in zip(offsets, sampling))
     n_class = math.prod(sampling)
     if not any(pre):
-        F = _class_major_factors(S, q, sampling).view(n_class, N, -1)
+        F = _class_major_factors(S, hkl_axes, A_inv, sampling).view(n_class, N, -1)
     else:
         Fp = S.new_empty((n_asu, 6, P + 1))
         Fp[..., P] = 0
-        assemble_factors(S, q.movedim(-1, 0).contiguous(), out=Fp[..., :P].view(n_asu, 6, *n).transpose(0, 1))
+        q = grid_q(hkl_axes, A_inv).movedim(-1, 0).contiguous()
+        assemble_factors(S, q, out=Fp[..., :P].view(n_asu, 6, *n).transpose(0, 1))
         order = _class_order(n, pre, tuple(sampling), S.device)  # (n_class, M)
         F = Fp.view(N, P + 1).index_select(1, order.reshape(-1)).view(N, n_class, -1).transpose(0, 1)
     Y = torch.bmm(B.to(F.dtype).transpose(1, 2), F)  # (n_class, R, M)
@@ -351,7 +363,8 @@ def onephonon_map(
             for a1, b1 in cuts1:
                 S = S_hkl[:, :, a0:b0, a1:b1]
                 lo = (starts[0] + a0, starts[1] + a1, starts[2])
-                part = _contract(S, 2 * math.pi * (hkl_of(lo, S.shape[2:]) @ A_inv), lo, sampling, B, weights)
+                sub = tuple(a[o : o + k] for a, o, k in zip(axes, lo, S.shape[2:]))
+                part = _contract(S, sub, A_inv, lo, sampling, B, weights)
                 if I is None:
                     I = part.new_empty((n0, n1, n2))
                 I[a0:b0, a1:b1] = part
