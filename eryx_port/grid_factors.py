@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._alloc import keep_freed_memory
+
 # Relative size below which a cross term of the metric is round-off (orthogonal axes carry ~1e-17).
 _CROSS_TERM_TOL = 1e-14
 # Rows per block when rows are coupled to the column axis: smaller blocks are narrower in g
@@ -289,6 +291,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     column factors and Bessel coefficient of the term. The real factors depend on U only and are
     computed once per distinct row of U.
     """
+    keep_freed_memory()  # the temporaries below are reused, not page-faulted in again
     dtype = xyz.dtype
     n_asu, n_atoms = xyz.shape[:2]
     W = weights.shape[-1]
