@@ -53,6 +53,10 @@ def default_max_memory(device=None) -> int:
     return int(min(4 << 30, max(256 << 20, avail // 4)))
 
 
+# Sums of one box of an uncoupled slab: below glibc's 32 MB threshold, so boxes reuse memory (see _alloc).
+_BOX_BYTES = 24 << 20
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
     """How a map is cut to fit a working-memory budget, and the bytes that takes (besides the map)."""
@@ -70,7 +74,9 @@ def plan_memory(shape, column_axis: int, n_asu: int, n_atoms: int, friedel: bool
     Half of the budget holds a slab's sums (with, on a coupled cell, their copy in grid order, and
     the reflected sums when the mirrored half is contracted on its own: ``friedel`` and not
     ``symmetric``), a quarter the contraction, at most a quarter the engine's blocks; beyond about a
-    million q-points per chunk and 16 MiB per engine batch larger pieces buy no speed, only memory.
+    million q-points per chunk and 64 MiB per engine batch larger pieces buy no speed, only memory
+    (smaller engine batches mean more, smaller operations: 7n2h took 0.84-0.92 s with 16 MiB,
+    0.66-0.74 s with 64 MiB on 2 cores).
     """
     c = 2 * itemsize  # bytes of a complex value
     rows = math.prod(shape) // shape[column_axis]
@@ -80,9 +86,10 @@ def plan_memory(shape, column_axis: int, n_asu: int, n_atoms: int, friedel: bool
     width = max(1, min(n_cols, (max_memory // 2) // per_column))
     per_point = 6 * c * 4 * n_asu + 16 * itemsize
     chunk = max(1, min(1 << 16, (max_memory // 4) // per_point, math.prod(shape)))
-    engine = min(max_memory // 4, 16 << 20)
+    engine = min(max_memory // 4, 64 << 20)
     tables = 3 * max(shape) * n_asu * n_atoms * c
-    working = width * per_column + chunk * per_point + min(engine, width * per_column) + tables
+    held = width * per_column if coupled else min(width * per_column, _BOX_BYTES)  # uncoupled: a box of the slab at a time
+    working = held + chunk * per_point + min(engine, held) + tables
     return MemoryPlan(width, chunk, engine, working)
 
 
@@ -373,31 +380,45 @@ def onephonon_map(
     def write(S_hkl, starts):
         store(intensities(S_hkl, starts), starts)
 
+    # Without coupling the engine takes any subset of rows: the slab is made in boxes of whole periods
+    # along a1 whose sums stay below glibc's 32 MB threshold (see _alloc), so every box reuses the
+    # same memory instead of page-faulting a whole slab of sums in (7n2h: 163 MB per map).
+    row_boxes = [(0, shape[a1])]
+    if not layout.coupled:
+        plane = shape[a2] * min(width, n_cols) * n_asu * 4 * 2 * xyz.element_size()  # bytes of sums per a1 index
+        row_boxes = _aligned_cuts(0, shape[a1], sampling[a1], max(1, _BOX_BYTES // plane))
+    G = 4 * math.pi**2 * (A_inv @ A_inv.T)
+
     bar = tqdm(total=shape[f], desc="one-phonon map", unit="plane", disable=not progress or len(slabs) < 2, leave=False)
     for start, stop, mirror in slabs:
-        S = grid_sums(axes, A_inv, xyz, weights_rb, ff, U, (start, stop), layout, budget=plan.engine_budget)
-        first = [0, 0, 0]
-        first[f] = start
-        if mirror is not None and reflect:
-            # I(-q) = I(q): the reflected columns of this slab's intensities are the mirrored range
-            I = intensities(_to_hkl(S, layout.perm), first)
-            lo = shape[f] - stop  # first column of the reflected slab
-            Im = I.flip(0, 1, 2).narrow(f, mirror[0] - lo, mirror[1] - mirror[0])  # a copy: store masks I in place
-            store(I, first)
-            first[f] = mirror[0]
-            store(Im, first)
-            bar.update(stop - start + mirror[1] - mirror[0])
-            continue
-        write(_to_hkl(S, layout.perm), first)
-        bar.update(stop - start)
-        if mirror is not None:
-            # S(-hkl) = conj(S(hkl)): reflect all three axes; column j of the slab maps to n_f - 1 - (start + j)
-            Sm = S.flip(2, 3, 4).conj()
-            lo = shape[f] - stop  # first column of the reflected slab
-            Sm = Sm[..., mirror[0] - lo : mirror[1] - lo]
-            first[f] = mirror[0]
-            write(_to_hkl(Sm, layout.perm), first)
-            bar.update(mirror[1] - mirror[0])
+        for r0, r1 in row_boxes:
+            box_axes, box_layout = axes, layout
+            if (r0, r1) != (0, shape[a1]):
+                box_axes = tuple(a[r0:r1] if i == a1 else a for i, a in enumerate(axes))
+                box_layout = plan_layout(box_axes, G)
+            S = grid_sums(box_axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget)
+            first = [0, 0, 0]
+            first[f], first[a1] = start, r0
+            mirror_first = [0, 0, 0]  # the reflected box: all three axes reversed
+            mirror_first[a1] = shape[a1] - r1
+            if mirror is not None and reflect:
+                # I(-q) = I(q): the reflected columns of this box's intensities are the mirrored range
+                I = intensities(_to_hkl(S, layout.perm), first)
+                lo = shape[f] - stop  # first column of the reflected slab
+                Im = I.flip(0, 1, 2).narrow(f, mirror[0] - lo, mirror[1] - mirror[0])  # a copy: store masks I in place
+                store(I, first)
+                mirror_first[f] = mirror[0]
+                store(Im, mirror_first)
+                continue
+            write(_to_hkl(S, layout.perm), first)
+            if mirror is not None:
+                # S(-hkl) = conj(S(hkl)): reflect all three axes; column j of the slab maps to n_f - 1 - (start + j)
+                Sm = S.flip(2, 3, 4).conj()
+                lo = shape[f] - stop  # first column of the reflected slab
+                Sm = Sm[..., mirror[0] - lo : mirror[1] - lo]
+                mirror_first[f] = mirror[0]
+                write(_to_hkl(Sm, layout.perm), mirror_first)
+        bar.update(stop - start + (mirror[1] - mirror[0] if mirror is not None else 0))
     bar.close()
     return out
 

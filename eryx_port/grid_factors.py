@@ -72,6 +72,21 @@ def form_factor(coef: torch.Tensor, qsq: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def separable_form_factor(coef: torch.Tensor, s_rows: torch.Tensor, s_cols: torch.Tensor) -> torch.Tensor:
+    """One element's form factor at ``|q|^2 / (16 pi^2) = s_rows + s_cols`` (an outer sum), each value
+    twice: (..., n_cols, 2), to scale the (re, im) pairs of complex values.
+
+    Each Gaussian ``a exp(-b (s_r + s_c)) = exp(-b s_r) a exp(-b s_c)`` is an outer product, so the
+    form factor is one small matrix product of row and column tables (no exponential per point).
+    """
+    n = (coef.numel() - 1) // 2
+    a, b, c = coef[:n], coef[n : 2 * n], coef[2 * n :]
+    rows = torch.cat([torch.exp(-b[:, None] * s_rows.reshape(1, -1)), torch.ones_like(s_rows).reshape(1, -1)])
+    cols = torch.cat([a[:, None] * torch.exp(-b[:, None] * s_cols[None, :]), c[:, None].expand(1, s_cols.numel())])
+    out = rows.T @ cols.repeat_interleave(2, dim=1)  # (n_rows, 2 n_cols): the column values doubled
+    return out.view(*s_rows.shape, s_cols.numel(), 2)
+
+
 def chebyshev_terms(eps_times_range, tol: float):
     """Terms of the series of exp(-z y), |y| <= 1, |z| <= ``eps_times_range``, for error below ``tol``.
 
@@ -387,14 +402,20 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         half_q = 0.5 * q_rows[sel]  # the rows' share of |q|^2 / 2: exp(-U half_q) is their Debye-Waller factor
         for c0, vf, hf0 in zip(col_starts, col_vals, hf0s):
             w, dh = vf.numel(), vf - hf0
-            qsq = q_rows[sel][:, :, None] + G[f, f] * vf**2 + 2 * vf * g_rows[sel][:, :, None]  # (nbs, B, w)
+            if layout.coupled:
+                qsq = q_rows[sel][:, :, None] + G[f, f] * vf**2 + 2 * vf * g_rows[sel][:, :, None]  # (nbs, B, w)
             # the centred part of exp(-U dh dg) (none without coupling: g is zero)
             shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh) if layout.coupled else None
             factors = []
             for (_, df, u, _, n_m, atom, term), coef in zip(elements, coefs):
                 n_terms = len(n_m)
-                scale_out = form_factor(coef, qsq) if shared is None else form_factor(coef, qsq) * shared
-                scale_out = scale_out.to(cdtype)[None, :, :, None, :]  # (1, nbs, B, 1, w)
+                # real, each value twice: it scales the (re, im) pairs of the products (a third of a complex product)
+                if layout.coupled:
+                    scale_out = form_factor(coef, qsq) * shared
+                    scale_out = torch.stack([scale_out, scale_out], dim=-1)
+                else:  # |q|^2 is a row part plus a column part: no exponential per point
+                    scale_out = separable_form_factor(coef, q_rows[sel] / (16 * math.pi**2), G[f, f] * vf**2 / (16 * math.pi**2))
+                scale_out = scale_out[None, :, :, None]  # (1, nbs, B, 1, w, 2)
                 if not layout.coupled:  # no coupling: one column factor serves every block
                     Dr = torch.exp(-u[:, :, None, None] * half_q[None, None])  # (n_u, n_g, nbs, B)
                     factors.append((Dr, df[:, :, c0 : c0 + w], scale_out))
@@ -450,10 +471,10 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                         if not plain:
                             Y = Y[..., None, :] * wts[s0:s1, None, atom, :, None]
                         P = torch.bmm(X.view(ncs * nbs, n_k, B).transpose(1, 2), Y.reshape(ncs * nbs, n_k, w * W))
-                    P = P.view(ncs, nbs, B, W, w)  # columns weight-major, as in S
+                    P = torch.view_as_real(P.view(ncs, nbs, B, W, w))  # columns weight-major, as in S
                     if S is None:  # weight-major (the consumers read it plane by plane), written through a view
-                        S = P.new_empty((W, n_asu, n_blocks, B, w_total))
-                        S_view = S.permute(1, 2, 3, 0, 4)  # (n_asu, n_blocks, B, W, w_total)
+                        S = torch.empty((W, n_asu, n_blocks, B, w_total), dtype=cdtype, device=P.device)
+                        S_view = torch.view_as_real(S.permute(1, 2, 3, 0, 4))  # (n_asu, n_blocks, B, W, w_total, 2)
                     if acc is None:
                         if torch.is_grad_enabled() and (P.requires_grad or scale_out.requires_grad):
                             acc = P * scale_out
