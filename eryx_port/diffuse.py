@@ -8,9 +8,11 @@ the lever arm): translation ``q S0``, rotation ``S1 x q``.
 
 Intensity. The q-points that share a k-vector (a class of grid indices modulo the oversampling)
 are contracted with that k-vector's matrix in one batched product. The grid is cut into slabs
-along the engine's column axis; each slab's sums are contracted in chunks and written into the
-output (a tensor, or a NumPy array such as a memmap of an ``.npy`` file), so the working memory
-is bounded by a budget whatever the grid size.
+along the engine's column axis (on a cell without coupling, each slab into boxes of whole periods
+along a row axis); each slab's or box's sums are contracted in chunks and written into the output
+(a tensor, or a NumPy array such as a memmap of an ``.npy`` file), so the working memory is bounded
+by a budget whatever the grid size. A chunk that starts at class 0 is put in class-major order by
+a strided copy (grid index ``p N + d`` is period p of class d); any other is gathered.
 
 Friedel mates. On a grid symmetric under hkl -> -hkl only half of the grid is computed. The sums
 obey S(-q) = conj S(q) (every weight, form factor and Debye-Waller factor is real), so
