@@ -75,10 +75,10 @@ def plan_memory(shape, column_axis: int, n_asu: int, n_atoms: int, friedel: bool
 
     Half of the budget holds a slab's sums (with, on a coupled cell, their copy in grid order, and
     the reflected sums when the mirrored half is contracted on its own: ``friedel`` and not
-    ``symmetric``), a quarter the contraction, at most a quarter the engine's blocks; beyond about a
-    million q-points per chunk and 64 MiB per engine batch larger pieces buy no speed, only memory
-    (smaller engine batches mean more, smaller operations: 7n2h took 0.84-0.92 s with 16 MiB,
-    0.66-0.74 s with 64 MiB on 2 cores).
+    ``symmetric``), a quarter the contraction, at most a quarter the engine's blocks. Measured on 7n2h
+    (2 cores): engine batches of 64 MiB beat 16 MiB (0.66-0.74 s against 0.84-0.92 s: fewer, larger
+    operations) and larger ones buy nothing; contraction chunks of 2**15 q-points (their factors, about
+    10 MB, stay in cache) beat 2**16 by 5-10% and 2**14 by about as much.
     """
     c = 2 * itemsize  # bytes of a complex value
     rows = math.prod(shape) // shape[column_axis]
@@ -87,7 +87,7 @@ def plan_memory(shape, column_axis: int, n_asu: int, n_atoms: int, friedel: bool
     n_cols = shape[column_axis] - shape[column_axis] // 2 if friedel else shape[column_axis]  # columns computed
     width = max(1, min(n_cols, (max_memory // 2) // per_column))
     per_point = 6 * c * 4 * n_asu + 16 * itemsize
-    chunk = max(1, min(1 << 16, (max_memory // 4) // per_point, math.prod(shape)))
+    chunk = max(1, min(1 << 15, (max_memory // 4) // per_point, math.prod(shape)))
     engine = min(max_memory // 4, 64 << 20)
     tables = 3 * max(shape) * n_asu * n_atoms * c
     held = width * per_column if coupled else min(width * per_column, _BOX_BYTES)  # uncoupled: a box of the slab at a time
