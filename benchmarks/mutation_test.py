@@ -149,6 +149,12 @@ FAULTS = (
         "pre = tuple((o + (o > 0)) % s for o, s in zip(offsets, sampling))",
         "contraction: boxes after the first paired with the next k-vector class",
     ),
+    Fault(
+        "class-major partial period", "eryx_port/diffuse.py",
+        "pieces.append((slice(whole * period, n), slice(whole, whole + 1), slice(0, rest), (1, rest)))",
+        "pieces.append((slice(whole * period, n), slice(whole, whole + 1), slice(period - rest, period), (1, rest)))",
+        "class-major contraction: an axis's partial last period put in its last classes instead of its first",
+    ),
 )
 
 
