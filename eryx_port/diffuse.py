@@ -195,40 +195,39 @@ def _period_pieces(n: int, period: int):
     return pieces
 
 
-def _class_major_factors(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, sampling) -> torch.Tensor:
-    """F of a box that starts at class 0 on every axis, in class-major order: (n_class, n_asu, 6, M),
-    the box padded with zeros to M = m0 m1 m2 whole periods. ``hkl_axes``: the box's h, k, l values.
+def _to_class_major(X: torch.Tensor, sampling) -> torch.Tensor:
+    """A box's values X (C, n0, n1, n2), the box starting at class 0 on every axis, in class-major order:
+    (N0, N1, N2, C, m0, m1, m2), zero-padded to m_a whole periods of the oversampling per axis.
 
-    Grid index ``p N + d`` of an axis is period p of class d, so class-major order is a permutation
-    of the axes split into (period, class): the sums are copied through that strided view (one copy
-    per piece: the whole periods of each axis, then its partial last one), and F is assembled from
-    them with every operand contiguous along the points of a class.
+    Grid index ``p N + d`` of an axis is period p of class d, so class-major order is a permutation of
+    the axes split into (period, class): one strided copy per piece (the whole periods of each axis,
+    then its partial last one), no gather.
     """
-    n, n_asu = tuple(S.shape[2:]), S.shape[1]
+    n = tuple(X.shape[1:])
     periods = [-(-k // s) for k, s in zip(n, sampling)]
     padded = any(k % s for k, s in zip(n, sampling))
-    Sc = (S.new_zeros if padded else S.new_empty)((*sampling, 4, n_asu, *periods))
-    view = Sc.permute(3, 4, 5, 0, 6, 1, 7, 2)  # (4, n_asu, m0, N0, m1, N1, m2, N2)
+    out = (X.new_zeros if padded else X.new_empty)((*sampling, X.shape[0], *periods))
+    view = out.permute(3, 4, 0, 5, 1, 6, 2)  # (C, m0, N0, m1, N1, m2, N2)
     for a0 in _period_pieces(n[0], sampling[0]):
         for a1 in _period_pieces(n[1], sampling[1]):
             for a2 in _period_pieces(n[2], sampling[2]):
-                split = (*a0[3], *a1[3], *a2[3])
-                part = S[:, :, a0[0], a1[0], a2[0]].reshape(*S.shape[:2], *split)
-                view[:, :, a0[1], a0[2], a1[1], a1[2], a2[1], a2[2]].copy_(part)
-    # q of every (class, period) slot, padding included (its values are cropped later): per axis the
-    # index p N + d clamped to the box, then 2 pi A_inv^T hkl as a sum of three broadcast terms
-    n_class, M = math.prod(sampling), math.prod(periods)
-    q = None
-    for a, (vals, N_a, m_a) in enumerate(zip(hkl_axes, sampling, periods)):
-        idx = (torch.arange(m_a, device=S.device)[None, :] * N_a + torch.arange(N_a, device=S.device)[:, None]).clamp(max=n[a] - 1)
-        v = vals.to(A_inv.dtype)[idx]  # (N_a, m_a)
-        shape = [1] * 6
-        shape[a], shape[3 + a] = N_a, m_a
-        term = (2 * math.pi * A_inv[a]).reshape(3, 1, 1, 1, 1, 1, 1) * v.reshape(shape)
-        q = term if q is None else q + term
-    q = q.reshape(3, 1, n_class, M)
-    F = S.new_empty((n_class, n_asu, 6, M))
-    assemble_factors(Sc.view(n_class, 4, n_asu, M).permute(1, 2, 0, 3), q, out=F.permute(2, 1, 0, 3))
+                part = X[:, a0[0], a1[0], a2[0]].reshape(X.shape[0], *a0[3], *a1[3], *a2[3])
+                view[:, a0[1], a0[2], a1[1], a1[2], a2[1], a2[2]].copy_(part)
+    return out
+
+
+def _class_major_factors(S: torch.Tensor, q: torch.Tensor, sampling) -> torch.Tensor:
+    """F of a box that starts at class 0 on every axis, in class-major order: (n_class, n_asu, 6, M),
+    the box padded with zeros to M = m0 m1 m2 whole periods. ``q``: (3, n0, n1, n2).
+
+    The sums and q are put in that order (:func:`_to_class_major`), then F is assembled with every
+    operand contiguous along the points of a class.
+    """
+    n_asu, n_class = S.shape[1], math.prod(sampling)
+    Sc = _to_class_major(S.reshape(-1, *S.shape[2:]), sampling).view(n_class, 4, n_asu, -1)
+    qc = _to_class_major(q, sampling).view(n_class, 3, -1)
+    F = S.new_empty((n_class, n_asu, 6, Sc.shape[-1]))
+    assemble_factors(Sc.permute(1, 2, 0, 3), qc.permute(1, 0, 2)[:, None], out=F.permute(2, 1, 0, 3))
     return F
 
 
@@ -245,12 +244,13 @@ def _contract(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, offsets, sampling,
     N, P = 6 * n_asu, math.prod(S.shape[2:])
     pre = tuple(o % s for o, s in zip(offsets, sampling))
     n_class = math.prod(sampling)
+    q = grid_q(hkl_axes, A_inv).movedim(-1, 0)  # (3, n0, n1, n2)
     if not any(pre):
-        F = _class_major_factors(S, hkl_axes, A_inv, sampling).view(n_class, N, -1)
+        F = _class_major_factors(S, q, sampling).view(n_class, N, -1)
     else:
         Fp = S.new_empty((n_asu, 6, P + 1))
         Fp[..., P] = 0
-        q = grid_q(hkl_axes, A_inv).movedim(-1, 0).contiguous()
+        q = q.contiguous()
         assemble_factors(S, q, out=Fp[..., :P].view(n_asu, 6, *n).transpose(0, 1))
         order = _class_order(n, pre, tuple(sampling), S.device)  # (n_class, M)
         F = Fp.view(N, P + 1).index_select(1, order.reshape(-1)).view(N, n_class, -1).transpose(0, 1)
@@ -313,7 +313,8 @@ def onephonon_map(
     shape = tuple(a.numel() for a in axes)
     budget = int(max_memory) if max_memory is not None else default_max_memory(device)
     A_inv = A_inv.to(dtype)
-    layout = plan_layout(axes, 4 * math.pi**2 * (A_inv @ A_inv.T))
+    G = 4 * math.pi**2 * (A_inv @ A_inv.T)
+    layout = plan_layout(axes, G)
     a1, a2, f = layout.perm
     n_asu = xyz.shape[0]
     friedel = all(_symmetric(a) for a in axes)
@@ -385,19 +386,19 @@ def onephonon_map(
     # Without coupling the engine takes any subset of rows: the slab is made in boxes of whole periods
     # along a1 whose sums stay below glibc's 32 MB threshold (see _alloc), so every box reuses the
     # same memory instead of page-faulting a whole slab of sums in (7n2h: 163 MB per map).
-    row_boxes = [(0, shape[a1])]
+    boxes = [(0, shape[a1], axes, layout)]  # (r0, r1, the box's axes, its layout), the same for every slab
     if not layout.coupled:
         plane = shape[a2] * min(width, n_cols) * n_asu * 4 * 2 * xyz.element_size()  # bytes of sums per a1 index
-        row_boxes = _aligned_cuts(0, shape[a1], sampling[a1], max(1, _BOX_BYTES // plane))
-    G = 4 * math.pi**2 * (A_inv @ A_inv.T)
+        cuts = _aligned_cuts(0, shape[a1], sampling[a1], max(1, _BOX_BYTES // plane))
+        if len(cuts) > 1:
+            boxes = []
+            for r0, r1 in cuts:
+                box_axes = tuple(a[r0:r1] if i == a1 else a for i, a in enumerate(axes))
+                boxes.append((r0, r1, box_axes, plan_layout(box_axes, G)))
 
     bar = tqdm(total=shape[f], desc="one-phonon map", unit="plane", disable=not progress or len(slabs) < 2, leave=False)
     for start, stop, mirror in slabs:
-        for r0, r1 in row_boxes:
-            box_axes, box_layout = axes, layout
-            if (r0, r1) != (0, shape[a1]):
-                box_axes = tuple(a[r0:r1] if i == a1 else a for i, a in enumerate(axes))
-                box_layout = plan_layout(box_axes, G)
+        for r0, r1, box_axes, box_layout in boxes:
             S = grid_sums(box_axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget)
             first = [0, 0, 0]
             first[f], first[a1] = start, r0

@@ -404,8 +404,9 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
             w, dh = vf.numel(), vf - hf0
             if layout.coupled:
                 qsq = q_rows[sel][:, :, None] + G[f, f] * vf**2 + 2 * vf * g_rows[sel][:, :, None]  # (nbs, B, w)
-            # the centred part of exp(-U dh dg) (none without coupling: g is zero)
-            shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh) if layout.coupled else None
+                shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh)  # the centred part of exp(-U dh dg)
+            else:  # |q|^2 is a row part plus a column part: the form factor needs no exponential per point
+                s_rows, s_cols = q_rows[sel] / (16 * math.pi**2), G[f, f] * vf**2 / (16 * math.pi**2)
             factors = []
             for (_, df, u, _, n_m, atom, term), coef in zip(elements, coefs):
                 n_terms = len(n_m)
@@ -413,8 +414,8 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                 if layout.coupled:
                     scale_out = form_factor(coef, qsq) * shared
                     scale_out = torch.stack([scale_out, scale_out], dim=-1)
-                else:  # |q|^2 is a row part plus a column part: no exponential per point
-                    scale_out = separable_form_factor(coef, q_rows[sel] / (16 * math.pi**2), G[f, f] * vf**2 / (16 * math.pi**2))
+                else:
+                    scale_out = separable_form_factor(coef, s_rows, s_cols)
                 scale_out = scale_out[None, :, :, None]  # (1, nbs, B, 1, w, 2)
                 if not layout.coupled:  # no coupling: one column factor serves every block
                     Dr = torch.exp(-u[:, :, None, None] * half_q[None, None])  # (n_u, n_g, nbs, B)
