@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import copy_symmetry
 from .grid_factors import grid_sums, plan_layout
 
 
@@ -292,6 +293,29 @@ def _slabs(n: int, width: int, friedel: bool):
     return out
 
 
+def _layout_and_copies(axes, G, A_inv, xyz, arms, U):
+    """The engine's layout and the copies derived from copy 0 (:mod:`eryx_port.copy_symmetry`) on it.
+
+    Without coupling any axis free of cross terms may be the column axis: the one that lets the
+    most copies be derived (a tetragonal grid: l, the 4-fold axis), else the default.
+    """
+    layout = plan_layout(axes, G)
+    if not copy_symmetry.ENABLED or layout.coupled or xyz.shape[0] < 2:
+        return layout, {}
+    ops = copy_symmetry.copy_operations(A_inv, xyz, arms, U)
+    if not ops:
+        return layout, {}
+    best = (layout, copy_symmetry.copy_maps(ops, axes, layout.perm))
+    for f in range(3):
+        if f != layout.perm[2]:
+            other = plan_layout(axes, G, column_axis=f)
+            if other.perm[2] == f and not other.coupled:
+                maps = copy_symmetry.copy_maps(ops, axes, other.perm)
+                if len(maps) > len(best[1]):
+                    best = (other, maps)
+    return best
+
+
 def onephonon_map(
     axes, sampling, A_inv, xyz, arms, ff, U, B, weights=None, *, nan_class, keep=None, out=None,
     max_memory=None, progress=False, symmetric=False,
@@ -314,9 +338,10 @@ def onephonon_map(
     budget = int(max_memory) if max_memory is not None else default_max_memory(device)
     A_inv = A_inv.to(dtype)
     G = 4 * math.pi**2 * (A_inv @ A_inv.T)
-    layout = plan_layout(axes, G)
-    a1, a2, f = layout.perm
     n_asu = xyz.shape[0]
+    layout, copies = _layout_and_copies(axes, G, A_inv, xyz, arms, U)
+    a1, a2, f = layout.perm
+    sources = [c for c in range(n_asu) if c not in copies]  # copies the engine computes
     friedel = all(_symmetric(a) for a in axes)
     # the reflected intensity stands for the mirrored half only where the mirror of a point of class d
     # has class -d, that is where the grid spans whole periods of the oversampling on every axis
@@ -325,6 +350,8 @@ def onephonon_map(
                        symmetric=reflect)
     width, chunk_points = plan.slab_width, plan.chunk_points
     n_cols = shape[f] - shape[f] // 2 if friedel else shape[f]  # columns computed
+    if copies:  # the computed copies' sums on a slab's whole plane of rows stay below glibc's threshold (see _alloc)
+        width = min(width, max(1, _BOX_BYTES // (shape[a1] * shape[a2] * len(sources) * 4 * 2 * xyz.element_size())))
     if sampling[f] <= width < n_cols:  # slabs of whole periods (they start at a multiple of one): boxes pad less
         width -= width % sampling[f]
     if out is None:
@@ -388,18 +415,29 @@ def onephonon_map(
     # same memory instead of page-faulting a whole slab of sums in (7n2h: 163 MB per map).
     boxes = [(0, shape[a1], axes, layout)]  # (r0, r1, the box's axes, its layout), the same for every slab
     if not layout.coupled:
-        plane = shape[a2] * min(width, n_cols) * n_asu * 4 * 2 * xyz.element_size()  # bytes of sums per a1 index
-        cuts = _aligned_cuts(0, shape[a1], sampling[a1], max(1, _BOX_BYTES // plane))
+        per_row = shape[a2] * min(width, n_cols) * n_asu * 4 * 2 * xyz.element_size()  # bytes of sums per a1 index
+        cuts = _aligned_cuts(0, shape[a1], sampling[a1], max(1, _BOX_BYTES // per_row))
         if len(cuts) > 1:
             boxes = []
             for r0, r1 in cuts:
                 box_axes = tuple(a[r0:r1] if i == a1 else a for i, a in enumerate(axes))
-                boxes.append((r0, r1, box_axes, plan_layout(box_axes, G)))
+                boxes.append((r0, r1, box_axes, plan_layout(box_axes, G, column_axis=f)))
 
     bar = tqdm(total=shape[f], desc="one-phonon map", unit="plane", disable=not progress or len(slabs) < 2, leave=False)
+    rows = (axes[a1].to(dtype), axes[a2].to(dtype))
     for start, stop, mirror in slabs:
+        if copies:  # the computed copies on every row of the slab; the others derived from copy 0 box by box
+            U_src = U if U.dim() < 2 or U.shape[0] == 1 else U[sources]
+            plane = grid_sums(axes, A_inv, xyz[sources], weights_rb[sources], ff, U_src, (start, stop), layout,
+                              budget=plan.engine_budget)
+            cols = axes[f].to(dtype)[start:stop]
         for r0, r1, box_axes, box_layout in boxes:
-            S = grid_sums(box_axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget)
+            if copies:
+                parts = dict(zip(sources, plane[:, :, r0:r1].unbind(1)))
+                parts.update({m: copy_symmetry.derive(plane[:, 0], cm, rows, cols, r0, r1) for m, cm in copies.items()})
+                S = torch.stack([parts[c] for c in range(n_asu)], dim=1)
+            else:
+                S = grid_sums(box_axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget)
             first = [0, 0, 0]
             first[f], first[a1] = start, r0
             mirror_first = [0, 0, 0]  # the reflected box: all three axes reversed

@@ -180,11 +180,15 @@ def _coupling_blocks(g_sorted: torch.Tensor, B: int) -> list[tuple[int, int]]:
     return runs
 
 
-def plan_layout(axes, G: torch.Tensor) -> GridLayout:
-    """Choose the column axis (one free of cross terms if any, else the one with the narrowest coupling)."""
+def plan_layout(axes, G: torch.Tensor, column_axis: int | None = None) -> GridLayout:
+    """Choose the column axis (one free of cross terms if any, else the one with the narrowest coupling).
+
+    ``column_axis``: take that axis when it is free of cross terms (a caller's preference among equals).
+    """
     sizes = [a.numel() for a in axes]
     best = None
-    for f in (0, 1, 2):
+    choices = (column_axis,) if column_axis is not None and _cross_free(G, column_axis) else (0, 1, 2)
+    for f in choices:
         a1, a2 = (a for a in range(3) if a != f)
         if _cross_free(G, f):
             score = 0.0
