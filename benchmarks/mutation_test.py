@@ -155,6 +155,18 @@ FAULTS = (
         "pieces.append((slice(whole * period, n), slice(whole, whole + 1), slice(period - rest, period), (1, rest)))",
         "class-major contraction: an axis's partial last period put in its last classes instead of its first",
     ),
+    Fault(
+        "copy symmetry: column phase", "eryx_port/copy_symmetry.py",
+        "col_phase = torch.polar(torch.ones_like(cols), two_pi * tf * cols)",
+        "col_phase = torch.polar(torch.ones_like(cols), -two_pi * tf * cols)",
+        "derived copies: the translation's phase along the column axis with the wrong sign",
+    ),
+    Fault(
+        "copy symmetry: reversed column", "eryx_port/copy_symmetry.py",
+        "    if cmap.conj:\n        src = src.conj()",
+        "    if False:\n        src = src.conj()",
+        "derived copies: an operation that reverses the column axis read without the conjugate",
+    ),
 )
 
 

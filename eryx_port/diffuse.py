@@ -14,6 +14,11 @@ along a row axis); each slab's or box's sums are contracted in chunks and writte
 by a budget whatever the grid size. A chunk that starts at class 0 is put in class-major order by
 a strided copy (grid index ``p N + d`` is period p of class d); any other is gathered.
 
+Copies. ASUs whose symmetry operation maps the grid onto itself without mixing the column axis
+with the rows get their sums from copy 0's (:mod:`eryx_port.copy_symmetry`): per slab the engine
+computes copy 0 and the copies it cannot derive on every row of the slab (at most 24 MB of sums),
+and each box takes the derived copies from that plane.
+
 Friedel mates. On a grid symmetric under hkl -> -hkl only half of the grid is computed. The sums
 obey S(-q) = conj S(q) (every weight, form factor and Debye-Waller factor is real), so
 F(-q) = conj F(q); the force constants are real, so the covariance of k-vector -k is the complex
