@@ -29,7 +29,11 @@ import torch
 
 # Whether onephonon_map derives copies by symmetry (tests switch it off to compare both paths).
 ENABLED = True
-_TOL = 1e-9  # fractional coordinates, and lever arms relative to their size
+_TOL = 1e-9  # fractional coordinates, and lever arms relative to their size (float64; float32: its round-off)
+
+
+def _tol(dtype: torch.dtype) -> float:
+    return max(_TOL, 64 * torch.finfo(dtype).eps)
 
 
 @dataclass(frozen=True)
@@ -49,22 +53,22 @@ class CopyMap:
     rotation: torch.Tensor
 
 
-def _integral_map(frac0: torch.Tensor, fracm: torch.Tensor):
-    """``(M, t)`` with ``fracm = frac0 @ M + t`` (rows of fractional coordinates), M integral; None if there is none."""
+def _integral_map(frac0: torch.Tensor, fracm: torch.Tensor, tol: float):
+    """``(M, t)`` with ``fracm = frac0 @ M + t`` (rows of fractional coordinates) to ``tol``, M integral; None if there is none."""
     c0, cm = frac0.mean(0), fracm.mean(0)
     X0, Xm = frac0 - c0, fracm - cm
     if torch.linalg.matrix_rank(X0) < 3:  # planar or collinear atoms: the rotation is not determined
         return None
     M = torch.linalg.lstsq(X0, Xm).solution
     Mi = M.round()
-    if (M - Mi).abs().max() > 1e-6 or (X0 @ Mi - Xm).abs().max() > _TOL:
+    if (M - Mi).abs().max() > 1e-3 or (X0 @ Mi - Xm).abs().max() > tol:
         return None
     return Mi, cm - c0 @ Mi
 
 
 def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
     scale = max(1.0, float(a.abs().max()) if a.numel() else 1.0)
-    return a.shape == b.shape and bool((a - b).abs().max() <= 1e-12 * scale)
+    return a.shape == b.shape and bool((a - b).abs().max() <= max(1e-12, 64 * torch.finfo(a.dtype).eps) * scale)
 
 
 @dataclass(frozen=True)
@@ -90,24 +94,26 @@ def copy_operations(A_inv: torch.Tensor, xyz: torch.Tensor, arms: torch.Tensor, 
     if U.requires_grad and U.dim() == 2 and U.shape[0] > 1 and U.stride(0) != 0:
         return []  # one parameter per copy: each copy's gradient is its own
     U = U.detach().expand(n_asu, xyz.shape[1])
+    metric_tol = max(1e-12, 64 * torch.finfo(A_inv.dtype).eps) if A_inv.dtype.is_floating_point else 1e-12
     A_inv = A_inv.detach().to(torch.float64)
     A = torch.linalg.inv(A_inv)
     G = A_inv @ A_inv.T
     frac = xyz.detach().to(torch.float64) @ A_inv.T
     arms64 = arms.detach().to(torch.float64)
     arm_scale = max(1.0, float(arms64.abs().max()))
+    tol = _tol(xyz.dtype)
     ops = []
     for m in range(1, n_asu):
         if not torch.equal(U[m], U[0]):
             continue
-        found = _integral_map(frac[0], frac[m])
+        found = _integral_map(frac[0], frac[m], tol)
         if found is None:
             continue
         M, t = found  # row form: x_m = x_0 @ M + t, so R = M^T and h' = R^T h = M h
-        if (M.T @ G @ M - G).abs().max() > 1e-12 * G.abs().max():  # |q| must be kept: (M h)^T G (M h) = h^T G h
+        if (M.T @ G @ M - G).abs().max() > metric_tol * G.abs().max():  # |q| must be kept: (M h)^T G (M h) = h^T G h
             continue
         C = A @ M.T @ A_inv  # Cartesian: a_m = C a_0
-        if (arms64[0] @ C.T - arms64[m]).abs().max() > _TOL * arm_scale:
+        if (arms64[0] @ C.T - arms64[m]).abs().max() > tol * arm_scale:
             continue
         M_int = tuple(tuple(int(v) for v in row) for row in M.tolist())
         ops.append(CopyOperation(m, M_int, tuple(float(v) for v in t.tolist()), C.to(xyz.dtype)))
