@@ -126,3 +126,13 @@ def test_float32_derives_copies_to_its_round_off(monkeypatch):
     finite = ~np.isnan(computed)
     np.testing.assert_array_equal(np.isnan(derived), np.isnan(computed))
     assert np.abs(derived - computed)[finite].max() <= 1e-5 * np.abs(computed[finite]).max()
+
+
+def test_copies_derived_only_where_at_least_half_are(monkeypatch):
+    """With one of 5zck's three copies derivable the plane's narrow slabs would cost more than they save."""
+    m = OnePhonon(structure("5zck"), *GRIDS["5zck"], progress=False)
+    only_one = copy_symmetry.copy_maps
+    monkeypatch.setattr(copy_symmetry, "copy_maps", lambda *a: {k: v for k, v in only_one(*a).items() if k == 1})
+    assert _layout_and_copies(m)[1] == {}
+    monkeypatch.setattr(copy_symmetry, "copy_maps", lambda *a: {k: v for k, v in only_one(*a).items() if k != 3})
+    assert sorted(_layout_and_copies(m)[1]) == [1, 2]
