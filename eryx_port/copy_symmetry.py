@@ -12,7 +12,8 @@ permuting the row axes with signs, ``S_0(h')`` is a reflection and/or transposit
 sums on the same columns (a sign change of the column uses S(-h) = conj S(h)). Such copies cost a
 gather, a phase and a 3 x 3 rotation instead of the engine's products over the atoms: on P 21 21 21
 three of the four copies, on P 43 21 2 seven of eight. Copies whose operation mixes the column axis
-with the rows (a 3-fold axis on a hexagonal grid, say) are computed as before.
+with the rows, or the rows with each other other than by a signed permutation (P 31's 3-fold axis),
+are computed as before.
 
 Every relation is checked on the atoms themselves (rotation integral, translation the same for all
 atoms, lever arms rotated, metric preserved), to round-off; coordinates or lever arms that carry a
