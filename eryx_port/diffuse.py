@@ -222,16 +222,36 @@ def _to_class_major(X: torch.Tensor, sampling) -> torch.Tensor:
     return out
 
 
-def _class_major_factors(S: torch.Tensor, q: torch.Tensor, sampling) -> torch.Tensor:
-    """F of a box that starts at class 0 on every axis, in class-major order: (n_class, n_asu, 6, M),
-    the box padded with zeros to M = m0 m1 m2 whole periods. ``q``: (3, n0, n1, n2).
+def _class_major_q(hkl_axes, A_inv: torch.Tensor, sampling) -> torch.Tensor:
+    """q = 2 pi A_inv^T hkl of a box that starts at class 0 (h, k, l values ``hkl_axes``), in the class-major
+    order of :func:`_to_class_major`: (N0, N1, N2, 3, m0, m1, m2), the padding's q finite (its sums are zero).
 
-    The sums and q are put in that order (:func:`_to_class_major`), then F is assembled with every
-    operand contiguous along the points of a class.
+    q is linear in hkl and each axis's value depends only on its own (class, period), so q is a sum of one
+    broadcast term per axis (a third of the time of the grid's q put in that order).
+    """
+    terms = []
+    for a, (v, s) in enumerate(zip(hkl_axes, sampling)):
+        m = -(-v.numel() // s)
+        values = torch.cat([v.to(A_inv.dtype), v.new_zeros(m * s - v.numel(), dtype=A_inv.dtype)]).view(m, s).T  # (N_a, m_a)
+        shape = [1, 1, 1, 3, 1, 1, 1]
+        shape[a], shape[4 + a] = s, m
+        terms.append(((2 * math.pi) * A_inv[a][None, :, None] * values[:, None, :]).reshape(shape))
+    if torch.is_grad_enabled() and A_inv.requires_grad:  # out= has no autograd
+        return (terms[0] + terms[1] + terms[2]).contiguous()
+    shape = [max(t.shape[i] for t in terms) for i in range(7)]
+    return torch.add(terms[0].expand(shape), terms[1], out=A_inv.new_empty(shape)).add_(terms[2])
+
+
+def _class_major_factors(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, sampling) -> torch.Tensor:
+    """F of a box that starts at class 0 on every axis, in class-major order: (n_class, n_asu, 6, M),
+    the box padded with zeros to M = m0 m1 m2 whole periods; ``hkl_axes``: its h, k, l values.
+
+    The sums are put in that order (:func:`_to_class_major`) and q made in it (:func:`_class_major_q`),
+    then F is assembled with every operand contiguous along the points of a class.
     """
     n_asu, n_class = S.shape[1], math.prod(sampling)
     Sc = _to_class_major(S.reshape(-1, *S.shape[2:]), sampling).view(n_class, 4, n_asu, -1)
-    qc = _to_class_major(q, sampling).view(n_class, 3, -1)
+    qc = _class_major_q(hkl_axes, A_inv, sampling).view(n_class, 3, -1)
     F = S.new_empty((n_class, n_asu, 6, Sc.shape[-1]))
     assemble_factors(Sc.permute(1, 2, 0, 3), qc.permute(1, 0, 2)[:, None], out=F.permute(2, 1, 0, 3))
     return F
@@ -250,13 +270,12 @@ def _contract(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, offsets, sampling,
     N, P = 6 * n_asu, math.prod(S.shape[2:])
     pre = tuple(o % s for o, s in zip(offsets, sampling))
     n_class = math.prod(sampling)
-    q = grid_q(hkl_axes, A_inv).movedim(-1, 0)  # (3, n0, n1, n2)
     if not any(pre):
-        F = _class_major_factors(S, q, sampling).view(n_class, N, -1)
+        F = _class_major_factors(S, hkl_axes, A_inv, sampling).view(n_class, N, -1)
     else:
         Fp = S.new_empty((n_asu, 6, P + 1))
         Fp[..., P] = 0
-        q = q.contiguous()
+        q = grid_q(hkl_axes, A_inv).movedim(-1, 0).contiguous()  # (3, n0, n1, n2)
         assemble_factors(S, q, out=Fp[..., :P].view(n_asu, 6, *n).transpose(0, 1))
         order = _class_order(n, pre, tuple(sampling), S.device)  # (n_class, M)
         F = Fp.view(N, P + 1).index_select(1, order.reshape(-1)).view(N, n_class, -1).transpose(0, 1)
