@@ -95,7 +95,7 @@ def copy_operations(A_inv: torch.Tensor, xyz: torch.Tensor, arms: torch.Tensor, 
     if U.requires_grad and U.dim() == 2 and U.shape[0] > 1 and U.stride(0) != 0:
         return []  # one parameter per copy: each copy's gradient is its own
     U = U.detach().expand(n_asu, xyz.shape[1])
-    metric_tol = max(1e-12, 64 * torch.finfo(A_inv.dtype).eps) if A_inv.dtype.is_floating_point else 1e-12
+    metric_tol = max(1e-12, 64 * torch.finfo(A_inv.dtype).eps)
     A_inv = A_inv.detach().to(torch.float64)
     A = torch.linalg.inv(A_inv)
     G = A_inv @ A_inv.T
@@ -151,9 +151,10 @@ def copy_maps(ops: list[CopyOperation], axes, perm) -> dict[int, CopyMap]:
 
 
 def derive(plane: torch.Tensor, cmap: CopyMap, rows: tuple[torch.Tensor, torch.Tensor], cols: torch.Tensor,
-           r0: int, r1: int) -> torch.Tensor:
-    """Sums (4, r1 - r0, n2, w) of copy ``cmap.copy`` on rows ``r0:r1`` of the first row axis, from copy 0's
-    ``plane`` (4, n1, n2, w) on every row (weights 1 then the lever arms; columns ``cols``, values)."""
+           r0: int, r1: int, out: torch.Tensor) -> None:
+    """Write into ``out`` (4, r1 - r0, n2, w) the sums of copy ``cmap.copy`` on rows ``r0:r1`` of the first row
+    axis, from copy 0's ``plane`` (4, n1, n2, w) on every row (weights 1 then the lever arms; columns ``cols``,
+    values). Slice assignments keep the autograd graph."""
     src = plane if cmap.source == (0, 1) else plane.transpose(1, 2)  # axis i of src: the source axis of output axis i
     n1 = src.shape[1]
     if cmap.flip[0]:  # output rows r0:r1 read source rows n1-1-r0 down to n1-r1
@@ -164,12 +165,8 @@ def derive(plane: torch.Tensor, cmap: CopyMap, rows: tuple[torch.Tensor, torch.T
         src = src.flip(2)
     if cmap.conj:
         src = src.conj()
-    v1, v2 = rows[0][r0:r1], rows[1]
     t1, t2, tf = cmap.shift
-    two_pi = 2 * math.pi
-    row_phase = torch.polar(torch.ones_like(v1)[:, None].expand(-1, v2.numel()), two_pi * (t1 * v1[:, None] + t2 * v2[None, :]))
-    col_phase = torch.polar(torch.ones_like(cols), two_pi * tf * cols)
-    phase = row_phase[:, :, None] * col_phase  # (r, n2, w)
-    C = cmap.rotation.to(src.dtype)
-    arms = torch.einsum("ab,b...->a...", C, src[1:4])
-    return torch.cat([src[:1] * phase, arms * phase], dim=0)
+    angle = (2 * math.pi) * ((t1 * rows[0][r0:r1, None] + t2 * rows[1][None, :])[:, :, None] + tf * cols)
+    phase = torch.polar(torch.ones_like(angle), angle)  # exp(2 pi i h.t), (r, n2, w)
+    out[0] = src[0] * phase
+    out[1:4] = torch.einsum("ab,b...->a...", cmap.rotation.to(src.dtype), src[1:4]) * phase

@@ -229,17 +229,17 @@ def _class_major_q(hkl_axes, A_inv: torch.Tensor, sampling) -> torch.Tensor:
     q is linear in hkl and each axis's value depends only on its own (class, period), so q is a sum of one
     broadcast term per axis (a third of the time of the grid's q put in that order).
     """
+    periods = [-(-v.numel() // s) for v, s in zip(hkl_axes, sampling)]
     terms = []
-    for a, (v, s) in enumerate(zip(hkl_axes, sampling)):
-        m = -(-v.numel() // s)
+    for a, (v, s, m) in enumerate(zip(hkl_axes, sampling, periods)):
         values = torch.cat([v.to(A_inv.dtype), v.new_zeros(m * s - v.numel(), dtype=A_inv.dtype)]).view(m, s).T  # (N_a, m_a)
         shape = [1, 1, 1, 3, 1, 1, 1]
         shape[a], shape[4 + a] = s, m
         terms.append(((2 * math.pi) * A_inv[a][None, :, None] * values[:, None, :]).reshape(shape))
+    full = (*sampling, 3, *periods)
     if torch.is_grad_enabled() and A_inv.requires_grad:  # out= has no autograd
         return (terms[0] + terms[1] + terms[2]).contiguous()
-    shape = [max(t.shape[i] for t in terms) for i in range(7)]
-    return torch.add(terms[0].expand(shape), terms[1], out=A_inv.new_empty(shape)).add_(terms[2])
+    return torch.add(terms[0].expand(full), terms[1], out=A_inv.new_empty(full)).add_(terms[2])
 
 
 def _class_major_factors(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, sampling) -> torch.Tensor:
@@ -461,9 +461,10 @@ def onephonon_map(
             cols = axes[f].to(dtype)[start:stop]
         for r0, r1, box_axes, box_layout in boxes:
             if copies:
-                parts = dict(zip(sources, plane[:, :, r0:r1].unbind(1)))
-                parts.update({m: copy_symmetry.derive(plane[:, 0], cm, rows, cols, r0, r1) for m, cm in copies.items()})
-                S = torch.stack([parts[c] for c in range(n_asu)], dim=1)
+                S = plane.new_empty((plane.shape[0], n_asu, r1 - r0, *plane.shape[3:]))
+                S[:, sources] = plane[:, :, r0:r1]
+                for m, cm in copies.items():
+                    copy_symmetry.derive(plane[:, 0], cm, rows, cols, r0, r1, out=S[:, m])
             else:
                 S = grid_sums(box_axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget)
             first = [0, 0, 0]
