@@ -266,6 +266,27 @@ def _phase_times_real(z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(torch.view_as_real(z) * r[..., None])
 
 
+def _row_phases(p1: torch.Tensor, p2: torch.Tensor, layout: GridLayout, sel: slice) -> torch.Tensor:
+    """The rows' phases ``p1[..., i1] * p2[..., i2]`` of row blocks ``sel``: (ncs, n_g, nbs, B).
+
+    Uncoupled blocks hold the rows in order, so their phases are one outer product of the two axes'
+    tables, sliced and zero-padded (the padding is never read): no gather. Coupled blocks are sorted by
+    g, so their rows are gathered.
+    """
+    blocks = layout.blocks[sel]
+    nbs, B = blocks.shape
+    n2 = p2.shape[-1]
+    if layout.coupled:
+        return p1[..., blocks // n2] * p2[..., blocks % n2]
+    n_rows = p1.shape[-1] * n2
+    r0, r1 = sel.start * B, min(sel.stop * B, n_rows)
+    lo, hi = r0 // n2, -(-r1 // n2)
+    rows = (p1[..., lo:hi, None] * p2[..., None, :]).flatten(-2)[..., r0 - lo * n2 : r1 - lo * n2]
+    if r1 - r0 < nbs * B:
+        rows = torch.cat([rows, rows.new_zeros((*rows.shape[:-1], nbs * B - (r1 - r0)))], dim=-1)
+    return rows.unflatten(-1, (nbs, B))
+
+
 def _rows_by_term(LX: torch.Tensor, T: torch.Tensor, counts: list[int]) -> torch.Tensor:
     """Left factor over (term m, atom j < counts[m]): rows ``LX`` (ncs, n_g, nbs, B) times ``T[..., m]`` (nbs, B, M).
 
@@ -402,8 +423,8 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         sel = slice(b0, min(n_blocks, b0 + nb))
         nbs = sel.stop - sel.start
         nc = max(1, min(n_asu, (budget // 2) // max(1, copy_per_block * nbs)))
-        i1s, i2s = i1[sel], i2[sel]
         half_q = 0.5 * q_rows[sel]  # the rows' share of |q|^2 / 2: exp(-U half_q) is their Debye-Waller factor
+        row_phases = {}  # (first copy, element): kept across column blocks when every copy is in one chunk
         for c0, vf, hf0 in zip(col_starts, col_vals, hf0s):
             w, dh = vf.numel(), vf - hf0
             if layout.coupled:
@@ -441,10 +462,14 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                 s1 = min(n_asu, s0 + nc)
                 ncs = s1 - s0
                 acc = None
-                for (phases, _, _, wts, n_m, atom, term), (Xr, Yr, scale_out) in zip(elements, factors):
+                for e, ((phases, _, _, wts, n_m, atom, term), (Xr, Yr, scale_out)) in enumerate(zip(elements, factors)):
                     p1, p2, pf = (p[s0:s1] for p in phases)
                     Xr, Yr = of_copies(Xr, s0, s1), of_copies(Yr, s0, s1)
-                    Lg = p1[:, :, i1s] * p2[:, :, i2s]  # the rows' phases (ncs, n_g, nbs, B)
+                    Lg = row_phases.get((s0, e))
+                    if Lg is None:  # the rows' phases (ncs, n_g, nbs, B), the same for every column block
+                        Lg = _row_phases(p1, p2, layout, sel)
+                        if nc == n_asu and len(col_starts) > 1:
+                            row_phases[(s0, e)] = Lg
                     expanded = layout.coupled and Yr.ndim == 4 and shared_rows  # Xr already over (term, atom)
                     if not expanded:  # the rows' real factors per atom: the phases times them once
                         LX = _phase_times_real(Lg, Xr)

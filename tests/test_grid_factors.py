@@ -271,3 +271,23 @@ def test_fast_paths_match_the_autograd_paths():
     assert fast.shape == (2, 3, 9, 8) and fast.is_contiguous()
     torch.testing.assert_close(fast, expected, rtol=1e-15, atol=0)
     torch.testing.assert_close(tracked.detach(), expected, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("row_block", [7, 16, 512])
+def test_uncoupled_sums_in_padded_row_blocks_match_direct_sum(monkeypatch, row_block):
+    """Uncoupled rows take their phases as an outer product of two axes, zero-padded in the last block: the sums
+    match the direct sum whatever the blocks and batches (a hexagonal-like cell: rows coupled to each other only)."""
+    monkeypatch.setattr(grid_factors, "_ROW_BLOCK_FREE", row_block)
+    xyz, ff, U = _atoms(n_asu=3, n_atoms=8)
+    A_inv = torch.tensor([[0.05, 0.0289, 0.0], [0.0, 0.0577, 0.0], [0.0, 0.0, 0.04]], dtype=torch.float64)
+    axes = _axes((-2, 2, 3), (-1.5, 2, 4), (-1, 1, 3))
+    weights = torch.cat([torch.ones_like(xyz[..., :1]), lever_arms(xyz, "centered")], -1)
+    layout = grid_factors.plan_layout(axes, 4 * math.pi**2 * A_inv @ A_inv.T)
+    assert not layout.coupled and layout.perm[2] == 2
+    n_rows = axes[0].numel() * axes[1].numel()
+    assert row_block > n_rows or n_rows % row_block  # a padded last block
+    expected = _direct(axes, A_inv, xyz, weights, ff, U).transpose(4, 3, 0, 1, 2)
+    for budget in (1, 256 << 20):  # one block per batch, or all at once
+        S = grid_factors.grid_sums(axes, A_inv, xyz, weights, ff, U, (0, axes[2].numel()), layout, budget=budget)
+        got = diffuse._to_hkl(S, layout.perm).numpy()
+        assert np.abs(got - expected).max() <= 1e-13 * np.abs(expected).max()
