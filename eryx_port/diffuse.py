@@ -257,18 +257,56 @@ def _class_major_factors(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, samplin
     return F
 
 
+def _pads_much(k: int, s: int) -> bool:
+    """Whether padding ``k`` points to whole periods of ``s`` adds more than a tenth."""
+    return 10 * (-k % s) > k + (-k % s)
+
+
+def _contract_in_pieces(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, sampling, B: torch.Tensor, weights) -> torch.Tensor:
+    """:func:`_contract` of a box that starts at class 0, cut on each axis into its whole periods and its
+    partial last period. The partial period of r < N points holds classes 0..r-1 of that axis once each,
+    so it is contracted with those classes only: no zero padding to a whole period (7n2h's slabs of 26
+    l-planes would pad to 30).
+    """
+    n = tuple(S.shape[2:])
+    R = B.shape[-1]
+    Bg = B.view(*sampling, *B.shape[1:])
+    Wg = None if weights is None else weights.view(*sampling, R)
+    cuts = []
+    for k, s in zip(n, sampling):
+        whole = k - k % s if _pads_much(k, s) else k
+        cuts.append([(a, b, min(s, b - a)) for a, b in ((0, whole), (whole, k)) if b > a])
+    I = None
+    for a0, b0, s0 in cuts[0]:
+        for a1, b1, s1 in cuts[1]:
+            for a2, b2, s2 in cuts[2]:
+                sub = (s0, s1, s2)
+                box = (slice(a0, b0), slice(a1, b1), slice(a2, b2))
+                Bs = Bg[:s0, :s1, :s2].reshape(-1, *B.shape[1:])
+                Ws = None if Wg is None else Wg[:s0, :s1, :s2].reshape(-1, R)
+                part = _contract(S[(slice(None), slice(None)) + box], tuple(h[c] for h, c in zip(hkl_axes, box)),
+                                 A_inv, (0, 0, 0), sub, Bs, Ws)
+                if I is None:
+                    I = part.new_empty(n)
+                I[box] = part
+    return I
+
+
 def _contract(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, offsets, sampling, B: torch.Tensor, weights) -> torch.Tensor:
     """``sum_r w_r |F B_k[:, r]|^2`` for a box of the grid starting at ``offsets``, F assembled from the sums
     S (4, n_asu, n0, n1, n2) and the box's h, k, l values ``hkl_axes``: returns (n0, n1, n2).
 
-    The points are put in class-major order (the box padded to whole periods of the oversampling)
-    so that one batched product ``B_k^T F_k`` serves every k-vector class. A box that starts at class
+    The points are put in class-major order (the box padded to whole periods of the oversampling;
+    partial periods that would pad by more than a tenth are contracted on their own,
+    :func:`_contract_in_pieces`) so that one batched product ``B_k^T F_k`` serves every k-vector class. A box that starts at class
     0 is assembled straight into that order; another is assembled plane by plane beside a zero
     column, then gathered once (padding read from the zero column).
     """
     n, n_asu = tuple(S.shape[2:]), S.shape[1]
     N, P = 6 * n_asu, math.prod(S.shape[2:])
     pre = tuple(o % s for o, s in zip(offsets, sampling))
+    if not any(pre) and any(_pads_much(k, s) for k, s in zip(n, sampling)):
+        return _contract_in_pieces(S, hkl_axes, A_inv, sampling, B, weights)
     n_class = math.prod(sampling)
     if not any(pre):
         F = _class_major_factors(S, hkl_axes, A_inv, sampling).view(n_class, N, -1)

@@ -291,3 +291,22 @@ def test_uncoupled_sums_in_padded_row_blocks_match_direct_sum(monkeypatch, row_b
         S = grid_factors.grid_sums(axes, A_inv, xyz, weights, ff, U, (0, axes[2].numel()), layout, budget=budget)
         got = diffuse._to_hkl(S, layout.perm).numpy()
         assert np.abs(got - expected).max() <= 1e-13 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("n", [(7, 5, 4), (6, 13, 11), (2, 9, 3), (7, 39, 10)])
+def test_contraction_of_partial_periods_matches_point_by_point(n):
+    """A box from class 0 whose axes end in partial periods (contracted with their classes only where padding
+    would add a tenth, else padded): each point's sum_r w_r |F B_k[:, r]|^2 with its own class's B."""
+    gen = torch.Generator().manual_seed(11)
+    sampling, n_asu, R = (3, 4, 5), 2, 7
+    S = torch.randn(4, n_asu, *n, generator=gen, dtype=torch.complex128)
+    hkl = tuple(torch.arange(k, dtype=torch.float64) / s - 1 for k, s in zip(n, sampling))
+    B = torch.randn(math.prod(sampling), 6 * n_asu, R, generator=gen, dtype=torch.complex128)
+    weights = torch.rand(math.prod(sampling), R, generator=gen, dtype=torch.float64)
+    got = diffuse._contract(S, hkl, A_INV, (0, 0, 0), sampling, B, weights)
+    q = diffuse.grid_q(hkl, A_INV).movedim(-1, 0)
+    F = diffuse.assemble_factors(S, q[:, None]).permute(2, 3, 4, 1, 0).reshape(-1, n_asu * 6)
+    k = diffuse.class_index(n, sampling).reshape(-1)
+    Y = torch.einsum("pn,pnr->pr", F, B[k])  # F's rows (copy, component) as B's
+    expected = ((Y.abs() ** 2) * weights[k]).sum(-1).reshape(n)
+    torch.testing.assert_close(got, expected, rtol=1e-13, atol=0)
