@@ -156,9 +156,15 @@ FAULTS = (
         "class-major contraction: an axis's partial last period put in its last classes instead of its first",
     ),
     Fault(
+        "Gauss product: imaginary part", "eryx_port/grid_factors.py",
+        "    im = t3.sub_(t1).sub_(t2)  # in place",
+        "    im = t3.sub_(t1).add_(t2)  # in place",
+        "coupled cells' products per term as three real products: the imaginary part with a wrong sign of one product",
+    ),
+    Fault(
         "copy symmetry: column phase", "eryx_port/copy_symmetry.py",
-        "col_phase = torch.polar(torch.ones_like(cols), two_pi * tf * cols)",
-        "col_phase = torch.polar(torch.ones_like(cols), -two_pi * tf * cols)",
+        "[:, :, None] + tf * cols)",
+        "[:, :, None] - tf * cols)",
         "derived copies: the translation's phase along the column axis with the wrong sign",
     ),
     Fault(

@@ -101,9 +101,13 @@ def test_sums_on_a_column_range_equal_the_whole():
 
 
 @pytest.mark.parametrize("U_range", [(0.1, 2.0), (0.3, 0.3)])
-def test_gradients_through_the_series(U_range):
+@pytest.mark.parametrize("by_term", [False, True])
+def test_gradients_through_the_series(U_range, by_term, monkeypatch):
     """gradcheck of the sums in U and xyz on a triclinic cell where the series has several terms, and where
-    every atom sits at the series' centre (one term for the values, not for the gradient)."""
+    every atom sits at the series' centre (one term for the values, not for the gradient); by_term: one
+    product per term, each as three real products (Gauss)."""
+    monkeypatch.setattr(grid_factors, "_FLIP_ORDER", by_term)
+    monkeypatch.setattr(grid_factors, "_GAUSS_MIN_INNER", 1 if by_term else 1 << 30)
     xyz, ff, U = _atoms(n_asu=1, n_atoms=4, U_range=U_range)
     axes = _axes((-1, 1, 2), (-1, 1, 2), (0, 1.5, 2))
     layout = grid_factors.plan_layout(axes, 4 * math.pi**2 * A_INV @ A_INV.T)
@@ -114,7 +118,10 @@ def test_gradients_through_the_series(U_range):
         S = grid_factors.grid_sums(axes, A_INV, xyz, weights, ff, U, (0, n), layout)
         return torch.view_as_real(S).reshape(-1)[::7]
 
-    assert torch.autograd.gradcheck(fn, (U.clone().requires_grad_(True), xyz.clone().requires_grad_(True)))
+    tracked = (U.clone().requires_grad_(True), xyz.clone().requires_grad_(True))
+    assert torch.autograd.gradcheck(fn, tracked)
+    # the values with a gradient tracked are those without (gradcheck compares derivatives only)
+    torch.testing.assert_close(fn(*tracked).detach(), fn(U, xyz), rtol=1e-13, atol=1e-15)
 
 
 @pytest.fixture(scope="module")
@@ -215,9 +222,12 @@ def test_per_q_attributes_are_computed_when_read(tric):
 
 
 @pytest.mark.parametrize("W", [1, 3])
-def test_both_contraction_orders_of_coupled_cells_agree(monkeypatch, W):
+@pytest.mark.parametrize("gauss_min", [1 << 30, 1, 3])
+def test_both_contraction_orders_of_coupled_cells_agree(monkeypatch, W, gauss_min):
     """Coupled cells take (term, atom) as one inner axis, or one product per term: the same sums, and the
-    direct sum; copies sharing their displacements (one U row) and copies with their own agree too."""
+    direct sum; copies sharing their displacements (one U row) and copies with their own agree too. Products
+    per term with at least ``gauss_min`` atoms are three real products (Gauss), the others complex ones."""
+    monkeypatch.setattr(grid_factors, "_GAUSS_MIN_INNER", gauss_min)
     xyz, ff, U = _atoms(n_asu=3, U_range=(0.05, 1.0))
     axes = _axes((-1, 1, 3), (-1, 1, 3), (-2, 2, 5))
     weights = 0.5 + torch.rand(*xyz.shape[:2], W, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
