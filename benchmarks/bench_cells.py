@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 GRIDS = {
     "6o2h-sub": ((-3, 3, 13), (-4, 4, 11), (-4, 4, 11)),
@@ -95,7 +95,9 @@ def main() -> int:
             print(f"{name:>9} {voxels:>10} voxels  triclinic {row['triclinic_s']:.3f} s  orthogonal "
                   f"{row['orthogonal_s']:.3f} s  ratio {row['ratio']:.2f}", flush=True)
     if args.out:
-        report = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        from bench_onephonon import cpu_name, torch_blas
+
+        report = {"machine": cpu_name(), "blas": torch_blas(), "cpus": os.cpu_count(),
                   "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
                   "command": "python benchmarks/bench_cells.py" + (f" --grids {args.grids}" if args.grids != ",".join(GRIDS) else ""),
                   "rows": rows}

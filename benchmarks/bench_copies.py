@@ -41,7 +41,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from bench_onephonon import cpu_name
+    from bench_onephonon import cpu_name, torch_blas
     from eryx_port import copy_symmetry, diffuse
     from eryx_port.models import OnePhonon
     from trace_tools.paths import pdb_dir
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
                      "derived_s": derived_s, "ratio": computed_s / derived_s, "max_rel_diff": err})
         print(f"{name:30s} {model.model.space_group:10s} {len(copies)}/{model.n_asu - 1} derived  "
               f"every copy {computed_s:.3f} s  derived {derived_s:.3f} s  {computed_s / derived_s:.2f}x  map diff {err:.1e}")
-    report = {"machine": cpu_name(), "date": datetime.date.today().isoformat(),
+    report = {"machine": cpu_name(), "blas": torch_blas(), "date": datetime.date.today().isoformat(),
               "command": "python benchmarks/bench_copies.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "dtype": "float64", "cases": rows}
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

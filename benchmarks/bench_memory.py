@@ -79,7 +79,9 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{name:>5} {row['points']:>11} {row['estimate_bytes'] / 2**30:>13.2f} {row['peak_rss_bytes'] / 2**30:>9.2f} "
               f"{row['ratio']:>14.2f} {row['wall_s']:>8.1f}", flush=True)
-    Path(args.out).write_text(json.dumps({"machine": os.uname().nodename, "cpus": os.cpu_count(), "rows": rows}, indent=1) + "\n")
+    from bench_onephonon import cpu_name
+
+    Path(args.out).write_text(json.dumps({"machine": cpu_name(), "cpus": os.cpu_count(), "rows": rows}, indent=1) + "\n")
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_onephonon import cpu_name, torch_blas  # noqa: E402
 
 # name -> (label, set-up and map lines; P(name) is a test structure's path, ENS a 10-model ensemble file)
 CASES = {
@@ -136,7 +138,7 @@ def main() -> int:
         results["cases"] = [c for c in results.get("cases", []) if c.get("case") not in labels] + rows
         results.setdefault("max_rel_err", {}).update(errors)
         results.setdefault("notes", {})["models"] = (
-            f"bench_models.py ({date.today()}, {platform.processor() or platform.machine()}): eryx-API code of each "
+            f"bench_models.py ({date.today()}, {cpu_name()}; port: {torch_blas()}, eryx: NumPy's own BLAS): eryx-API code of each "
             "case in fresh processes, eryx (n_processes=1) against the port through eryx_port.compat; best of "
             f"{args.repeat}; set-up and map, not the interpreter's start or imports"
         )

@@ -122,9 +122,20 @@ MEMORY_PROBES = textwrap.dedent(
     """
 )
 
+# NumPy's BLAS (name and version), as the eryx interpreter reports it: the two sides' BLAS libraries set
+# much of each ratio (OpenBLAS takes AVX-512 on AMD Zen 5 where MKL takes its AVX2 path).
+NUMPY_BLAS = (
+    "def numpy_blas():\n"
+    "    try:\n"
+    "        b = np.show_config(mode='dicts')['Build Dependencies']['blas']\n"
+    "        return f\"{b.get('name')} {b.get('version')}\"\n"
+    "    except Exception:\n"
+    "        return 'unknown'\n"
+)
+
 # Runs inside eryx's interpreter: times eryx's own OnePhonon methods in the order its constructor
 # calls them (group_by 'asu') with n_processes as given. spec: pdb, sampling, gnm, use_data_adp, res_limit.
-ERYX_DRIVER = MEMORY_PROBES + textwrap.dedent(
+ERYX_DRIVER = MEMORY_PROBES + NUMPY_BLAS + textwrap.dedent(
     """
     import numpy as np
     eryx_path, spec, n_processes, out, spawned = sys.argv[1:6]
@@ -157,7 +168,7 @@ ERYX_DRIVER = MEMORY_PROBES + textwrap.dedent(
     np.save(out + '/map.npy', Id)
     with open(out + '/times.json', 'w') as f:
         json.dump({'times': st.times, 'memory': st.memory, 'peak_rss_mib': st.peak_mib(),
-                   'process_s': process_s, 'numpy': np.__version__}, f)
+                   'process_s': process_s, 'numpy': np.__version__, 'blas': numpy_blas()}, f)
     """
 )
 
@@ -309,6 +320,16 @@ def cpu_name() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
+def torch_blas() -> str:
+    """The BLAS torch was built with (its first line in torch.__config__), and ATen's vector instruction set."""
+    import torch
+
+    lines = [ln.strip(" -") for ln in torch.__config__.show().splitlines()]
+    blas = next((ln.split(" for ")[0] for ln in lines if "Math Kernel Library" in ln or "OpenBLAS" in ln), "unknown BLAS")
+    capability = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("CPU capability usage")), "?")
+    return f"{blas}; ATen CPU capability {capability}"
+
+
 def _gib(mib) -> str:
     return "-" if mib is None else f"{mib / 1024:.2f} GiB"
 
@@ -349,7 +370,7 @@ def main(argv=None) -> int:
         # warm-up: first calls of torch's linear algebra and kernels, not part of any in-process case
         run_port(folder / "5zck.pdb", ((-1, 1, 2), (-1, 1, 2), (-1, 1, 2)), args.dtype, args.device)
 
-    rows, errors, eryx_numpy, memory, process, eryx_reports, notes = [], {}, None, {}, {}, {}, {}
+    rows, errors, eryx_numpy, eryx_blas, memory, process, eryx_reports, notes = [], {}, None, None, {}, {}, {}, {}
     for key in names:
         case = CASES[key]
         name, spec = case["name"], _spec(case, folder)
@@ -367,7 +388,7 @@ def main(argv=None) -> int:
                            f"({ext['voxel_ratio']:.0f}x the voxels of the first); phonons and covariance as measured")
         else:
             report, eryx_map = run_eryx(args.eryx, args.eryx_python, spec, args.n_processes)
-            eryx_reports[key], eryx_numpy = report, report["numpy"]
+            eryx_reports[key], eryx_numpy, eryx_blas = report, report["numpy"], report.get("blas")
             eryx_t, eryx_peak, eryx_process = dict(report["times"]), report["peak_rss_mib"], report["process_s"]
         best, port_map, port_report = None, None, None
         for _ in range(max(1, min(args.repeat, case.get("max_repeat", args.repeat)))):  # the paper grid: once
@@ -418,8 +439,10 @@ def main(argv=None) -> int:
         "date": datetime.date.today().isoformat(),
         "command": "python benchmarks/bench_onephonon.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "torch": torch.__version__,
+        "torch_blas": torch_blas(),
         "numpy": np.__version__,
         "eryx_numpy": eryx_numpy,
+        "eryx_blas": eryx_blas,
         "dtype": args.dtype,
         "eryx_n_processes": args.n_processes,
         "torch_threads": torch.get_num_threads(),
