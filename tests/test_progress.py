@@ -219,6 +219,17 @@ def test_benchmark_peak_memory_and_extrapolated_eryx_are_shown(raw):
         assert "paper: eryx 20.00 GiB (extrapolated), port 6.00 GiB" in page
         assert "| 5zck | apply_disorder | 12.3 | 0.5 | 24.7x |" in md  # rows without the flag unchanged
 
+
+def test_benchmark_blas_of_each_side_is_shown_when_recorded(raw):
+    """Results recorded with each side's BLAS name them on both pages; older results show no BLAS line."""
+    assert "BLAS:" not in render_markdown(pf.derive(raw, TODAY), STAMP)
+    raw["benchmarks"].update(torch_blas="MKL 2024.2; ATen CPU capability AVX2", eryx_numpy="2.3.5",
+                             eryx_blas="scipy-openblas 0.3.30")
+    facts = pf.derive(raw, TODAY)
+    expected = "BLAS: port: MKL 2024.2; ATen CPU capability AVX2; eryx: NumPy 2.3.5 with scipy-openblas 0.3.30."
+    for page in (render_markdown(facts, STAMP), render_html(facts, STAMP)):
+        assert expected in page
+
 def test_error_picture_counts_cases_per_decade(raw):
     facts = pf.derive(raw, TODAY)
     svg = svg_error_distribution(facts)

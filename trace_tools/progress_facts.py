@@ -709,6 +709,14 @@ def _surface(
     }
 
 
+def _blas_line(bench: dict) -> str:
+    """Each side's BLAS as one line (port: torch's; eryx: NumPy's), or "" for results recorded without them."""
+    port, eryx = bench.get("torch_blas"), bench.get("eryx_blas")
+    if not port and not eryx:
+        return ""
+    return f"port: {port or '?'}; eryx: NumPy {bench.get('eryx_numpy') or '?'} with {eryx or '?'}"
+
+
 def _benchmarks(bench: dict[str, Any] | None) -> dict[str, Any] | None:
     if not bench:
         return None
@@ -736,6 +744,8 @@ def _benchmarks(bench: dict[str, Any] | None) -> dict[str, Any] | None:
         "command": str(bench.get("command", "")),
         "torch": str(bench.get("torch", "")),
         "numpy": str(bench.get("numpy", "")),
+        # each side's BLAS (recorded since 2026-12-03; much of a ratio is the two libraries')
+        "blas": _blas_line(bench),
         "cases": cases,
         "max_rel_err": errors,
         # peak resident memory of the fresh-process cases (MiB), eryx's possibly extrapolated

@@ -424,6 +424,7 @@ def _bench_md(b: dict[str, Any] | None) -> list[str]:
         return ["No benchmark results yet (benchmarks/results.json)."]
     lines = [
         f"Machine: {b['machine']}; date: {b['date']}; torch {b['torch']}, numpy {b['numpy']}.",
+        *([f"BLAS: {b['blas']}."] if b.get("blas") else []),
         f"Command: `{b['command']}`",
         "",
     ]
@@ -656,7 +657,8 @@ def render_html(facts: dict[str, Any], stamp: str) -> str:
     else:
         body.append(
             f"<p>Machine: {_e(b['machine'])}; date: {_e(b['date'])}; torch {_e(b['torch'])}, "
-            f"numpy {_e(b['numpy'])}.<br>Command: <code>{_e(b['command'])}</code></p>"
+            f"numpy {_e(b['numpy'])}.<br>" + (f"BLAS: {_e(b['blas'])}.<br>" if b.get("blas") else "")
+            + f"Command: <code>{_e(b['command'])}</code></p>"
         )
         body.append(
             _html_table(
