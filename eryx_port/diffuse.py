@@ -491,9 +491,9 @@ def onephonon_map(
 
     bar = tqdm(total=shape[f], desc="one-phonon map", unit="plane", disable=not progress or len(slabs) < 2, leave=False)
     rows = (axes[a1].to(dtype), axes[a2].to(dtype))
+    U_src = U if U.dim() < 2 or U.shape[0] == 1 else U[sources]  # the computed copies' displacements
     for start, stop, mirror in slabs:
         if copies:  # the computed copies on every row of the slab; the others derived from copy 0 box by box
-            U_src = U if U.dim() < 2 or U.shape[0] == 1 else U[sources]
             plane = grid_sums(axes, A_inv, xyz[sources], weights_rb[sources], ff, U_src, (start, stop), layout,
                               budget=plan.engine_budget)
             cols = axes[f].to(dtype)[start:stop]

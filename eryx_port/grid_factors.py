@@ -452,7 +452,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         nbs = sel.stop - sel.start
         nc = max(1, min(n_asu, (budget // 2) // max(1, copy_per_block * nbs)))
         half_q = 0.5 * q_rows[sel]  # the rows' share of |q|^2 / 2: exp(-U half_q) is their Debye-Waller factor
-        row_phases = {}  # (first copy, element): kept across column blocks when every copy is in one chunk
+        row_phases = {}  # per element, kept across column blocks when every copy is in one chunk
         for c0, vf, hf0 in zip(col_starts, col_vals, hf0s):
             w, dh = vf.numel(), vf - hf0
             if layout.coupled:
@@ -493,11 +493,11 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                 for e, ((phases, _, _, wts, n_m, atom, term), (Xr, Yr, scale_out)) in enumerate(zip(elements, factors)):
                     p1, p2, pf = (p[s0:s1] for p in phases)
                     Xr, Yr = of_copies(Xr, s0, s1), of_copies(Yr, s0, s1)
-                    Lg = row_phases.get((s0, e))
+                    Lg = row_phases.get(e)
                     if Lg is None:  # the rows' phases (ncs, n_g, nbs, B), the same for every column block
                         Lg = _row_phases(p1, p2, layout, sel)
                         if nc == n_asu and len(col_starts) > 1:
-                            row_phases[(s0, e)] = Lg
+                            row_phases[e] = Lg
                     expanded = layout.coupled and Yr.ndim == 4 and shared_rows  # Xr already over (term, atom)
                     # term by term with long inner sums: three real products (Gauss) on the planes of the rows'
                     # factors (on whole slabs of rows, as without coupling, no faster: 7921 x 600 x 160, 75 against 64 ms)
@@ -521,10 +521,8 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                             if not plain:
                                 Y = Y[..., None, :] * wts[s0:s1, None, :n, :, None]
                             Y = Y.reshape(ncs * nbs, n, w * W)
-                            if gauss and n >= _GAUSS_MIN_INNER:
+                            if gauss:  # short tails too: as fast as a complex product there
                                 Pm = _gauss_bmm([x[:, :n].transpose(1, 2) for x in X0], _planes(Y))
-                            elif gauss:
-                                Pm = torch.bmm(torch.complex(X0[0][:, :n], X0[1][:, :n]).transpose(1, 2), Y)
                             else:
                                 Pm = torch.bmm(X0[0][:, :n].transpose(1, 2), Y)
                             Pm = Pm.view(ncs, nbs, B, w * W)
