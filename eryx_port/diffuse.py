@@ -383,7 +383,7 @@ def _layout_and_copies(axes, G, A_inv, xyz, arms, U):
 
 
 def onephonon_map(
-    axes, sampling, A_inv, xyz, arms, ff, U, B, weights=None, *, nan_class, keep=None, out=None,
+    axes, sampling, A_inv, xyz, arms, ff, U, B, weights=None, *, nan_class, keep=None, q_max=None, out=None,
     max_memory=None, progress=False, symmetric=False,
 ):
     """``sum_r w_r |F(q) B_k[:, r]|^2`` on the grid ``axes``, each q-point with the B of its k-vector class.
@@ -391,8 +391,9 @@ def onephonon_map(
     A grid point (i, j, l) has class (i mod N_h, j mod N_k, l mod N_l) (C order, like the flattened
     k-vector grid). ``B``: (n_class, n_asu*6, R); ``weights``: (n_class, R) or None (ones);
     ``nan_class`` (n_class,) bool: classes set to NaN; ``keep(hkl)``: bool mask of the (..., 3) Miller
-    indices to keep (others NaN), or None. ``out``: None (a new tensor), a tensor or a NumPy array of
-    shape (n_h, n_k, n_l) to write into. ``max_memory``: bytes of working memory besides the output
+    indices to keep (others NaN), or None; ``q_max``: a bound on the |q| that ``keep`` keeps (a
+    resolution limit), so that the engine skips the blocks of points beyond it, or None. ``out``:
+    None (a new tensor), a tensor or a NumPy array of shape (n_h, n_k, n_l) to write into. ``max_memory``: bytes of working memory besides the output
     (default :func:`default_max_memory`). ``symmetric``: the operators make a centrosymmetric map
     (all modes: ``B_k B_k^H`` is the covariance), so on a symmetric grid the mirrored half is the
     computed half reflected. Returns the map (n_h, n_k, n_l): ``out`` when given.
@@ -401,6 +402,8 @@ def onephonon_map(
 
     dtype, device = xyz.dtype, xyz.device
     shape = tuple(a.numel() for a in axes)
+    if keep is None:  # points beyond q_max are skipped only where the mask sets them to NaN
+        q_max = None
     budget = int(max_memory) if max_memory is not None else default_max_memory(device)
     A_inv = A_inv.to(dtype)
     G = 4 * math.pi**2 * (A_inv @ A_inv.T)
@@ -495,7 +498,7 @@ def onephonon_map(
     for start, stop, mirror in slabs:
         if copies:  # the computed copies on every row of the slab; the others derived from copy 0 box by box
             plane = grid_sums(axes, A_inv, xyz[sources], weights_rb[sources], ff, U_src, (start, stop), layout,
-                              budget=plan.engine_budget)
+                              budget=plan.engine_budget, q_max=q_max)
             cols = axes[f].to(dtype)[start:stop]
         for r0, r1, box_axes, box_layout in boxes:
             if copies:
@@ -504,7 +507,8 @@ def onephonon_map(
                 for m, cm in copies.items():
                     copy_symmetry.derive(plane[:, 0], cm, rows, cols, r0, r1, out=S[:, m])
             else:
-                S = grid_sums(box_axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget)
+                S = grid_sums(box_axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget,
+                              q_max=q_max)
             first = [0, 0, 0]
             first[f], first[a1] = start, r0
             mirror_first = [0, 0, 0]  # the reflected box: all three axes reversed

@@ -266,6 +266,19 @@ def _distinct_rows(U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     return U[first], inverse
 
 
+def _needed_columns(g: torch.Tensor, q_rows: torch.Tensor, G_ff: float, q_max_sq: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row block (n_blocks, B rows), the lowest and highest column value h_f of a point with
+    ``|q|^2 = q_rows + G_ff h_f^2 + 2 h_f g <= q_max_sq`` over its rows (+inf, -inf: none). The bound is
+    widened by a millionth so that round-off never drops a point the resolution mask keeps.
+    """
+    disc = g * g - G_ff * (q_rows - q_max_sq * (1 + 1e-6))
+    root = disc.clamp(min=0).sqrt()
+    some = disc >= 0
+    lo = torch.where(some, (-g - root) / G_ff, torch.full_like(g, math.inf)).min(dim=1).values
+    hi = torch.where(some, (-g + root) / G_ff, torch.full_like(g, -math.inf)).max(dim=1).values
+    return lo, hi
+
+
 def _phase_times_real(z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """Complex ``z`` times real ``r`` (broadcasting) in real arithmetic, without casting ``r`` to complex."""
     return torch.view_as_complex(torch.view_as_real(z) * r[..., None])
@@ -342,7 +355,7 @@ def _product(a: torch.Tensor, b: torch.Tensor, shape) -> torch.Tensor:
 
 
 def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, budget: int = 256 << 20,
-              natural_order: bool = True):
+              natural_order: bool = True, q_max: float | None = None):
     """Weighted structure-factor sums on all grid rows x the column indices ``f_range = (start, stop)``.
 
     ``axes``: the (h, k, l) values; ``xyz`` (n_asu, n_atoms, 3) Cartesian; ``weights``
@@ -351,7 +364,9 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     order (a1, a2, f); ``budget`` bounds the bytes of the temporaries of one batch of row blocks.
     ``natural_order=False``: S (W, n_asu, n_rows_padded, stop - start) with the rows in the layout's
     block order (``S[..., layout.slot, :]`` gives the rows i1 * n2 + i2), for consumers that reduce
-    over copies first and reorder the smaller result.
+    over copies first and reorder the smaller result. ``q_max``: only points with |q| <= q_max are
+    needed (a resolution limit); a (row block, column block) pair without such a point is not
+    computed and its sums are zero.
 
     Each (row block, column block) pair is one batched product per element whose inner axis runs over
     (series term, atom): the left factor is the copy's row phases times the real row factors and
@@ -389,6 +404,8 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     g_rows = G[a1, f] * h1 + G[a2, f] * h2
     q_rows = G[a1, a1] * h1**2 + G[a2, a2] * h2**2 + 2 * G[a1, a2] * h1 * h2
     g_det = g_rows.detach()
+    if q_max is not None:  # each block's hull of the columns with |q| <= q_max: |q|^2 is quadratic in h_f
+        lo_need, hi_need = _needed_columns(g_det, q_rows.detach(), float(G[f, f]), float(q_max) ** 2)
     g0 = (g_det.max(dim=1).values + g_det.min(dim=1).values) / 2
     eps = (g_det.max(dim=1).values - g_det.min(dim=1).values) / 2
     dg = g_rows - g0[:, None]
@@ -446,7 +463,10 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     shared_per_block = 16 * n_u * (B * K_max * 3 + K_max * w_blk * 3) + 16 * B * w_blk * 4
     copy_per_block = 16 * (B * K_max * 2 + B * n_atoms * 3 + K_max * w_blk * W * 3 + B * w_blk * W * 3)
     nb = max(1, min(n_blocks, (budget // 2) // max(1, shared_per_block + copy_per_block)))
-    S = None
+    # weight-major (the consumers read it plane by plane), written through a view; every value is written
+    # below when there are atoms
+    S = (torch.empty if elements else torch.zeros)((W, n_asu, n_blocks, B, w_total), dtype=cdtype, device=xyz.device)
+    S_view = torch.view_as_real(S.permute(1, 2, 3, 0, 4))  # (n_asu, n_blocks, B, W, w_total, 2)
     for b0 in range(0, n_blocks, nb):
         sel = slice(b0, min(n_blocks, b0 + nb))
         nbs = sel.stop - sel.start
@@ -455,6 +475,9 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         row_phases = {}  # per element, kept across column blocks when every copy is in one chunk
         for c0, vf, hf0 in zip(col_starts, col_vals, hf0s):
             w, dh = vf.numel(), vf - hf0
+            if q_max is not None and not bool(((lo_need[sel] <= vf.max()) & (hi_need[sel] >= vf.min())).any()):
+                S_view[:, sel, :, :, c0 : c0 + w] = 0  # beyond q_max: never read
+                continue
             if layout.coupled:
                 qsq = q_rows[sel][:, :, None] + G[f, f] * vf**2 + 2 * vf * g_rows[sel][:, :, None]  # (nbs, B, w)
                 shared = torch.exp(-U_mid * dg[sel][:, :, None] * dh)  # the centred part of exp(-U dh dg)
@@ -540,9 +563,6 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                             Y = Y[..., None, :] * wts[s0:s1, None, atom, :, None]
                         P = torch.bmm(X.view(ncs * nbs, n_k, B).transpose(1, 2), Y.reshape(ncs * nbs, n_k, w * W))
                     P = torch.view_as_real(P.view(ncs, nbs, B, W, w))  # columns weight-major, as in S
-                    if S is None:  # weight-major (the consumers read it plane by plane), written through a view
-                        S = torch.empty((W, n_asu, n_blocks, B, w_total), dtype=cdtype, device=P.device)
-                        S_view = torch.view_as_real(S.permute(1, 2, 3, 0, 4))  # (n_asu, n_blocks, B, W, w_total, 2)
                     if acc is None:
                         if torch.is_grad_enabled() and (P.requires_grad or scale_out.requires_grad):
                             acc = P * scale_out
@@ -552,8 +572,6 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                         acc = acc.addcmul_(P, scale_out)
                 if acc.data_ptr() != S_view[s0:s1, sel, :, :, c0 : c0 + w].data_ptr():
                     S_view[s0:s1, sel, :, :, c0 : c0 + w] = acc
-    if S is None:
-        S = torch.zeros((W, n_asu, n_blocks, B, w_total), dtype=cdtype, device=xyz.device)
     S = S.view(W, n_asu, n_blocks * B, w_total)
     if not natural_order:
         return S

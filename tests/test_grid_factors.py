@@ -320,3 +320,56 @@ def test_contraction_of_partial_periods_matches_point_by_point(n):
     Y = torch.einsum("pn,pnr->pr", F, B[k])  # F's rows (copy, component) as B's
     expected = ((Y.abs() ** 2) * weights[k]).sum(-1).reshape(n)
     torch.testing.assert_close(got, expected, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("coupled", [True, False])
+def test_blocks_beyond_q_max_are_skipped_and_the_rest_unchanged(coupled, monkeypatch):
+    """Sums with a resolution bound: every point with |q| <= q_max as without it (equal, not close: the same
+    products), and the blocks wholly beyond it zero. Coupled (triclinic) and uncoupled (orthogonal) layouts."""
+    xyz, ff, U = _atoms(U_range=(0.05, 1.0))
+    A_inv = A_INV if coupled else torch.diag(torch.diagonal(A_INV))
+    axes = _axes((-3, 3, 4), (-3, 3, 4), (-2, 2, 5))
+    weights = torch.cat([torch.ones_like(xyz[..., :1]), lever_arms(xyz, "centered")], -1)
+    monkeypatch.setattr(grid_factors, "_ROW_BLOCK_COUPLED", 16)  # many row blocks, so that some lie beyond q_max
+    monkeypatch.setattr(grid_factors, "_ROW_BLOCK_FREE", 16)
+    monkeypatch.setattr(grid_factors, "_COL_BLOCK_COUPLED", 4)
+    G = 4 * math.pi**2 * A_inv @ A_inv.T
+    layout = grid_factors.plan_layout(axes, G)
+    assert layout.coupled == coupled and layout.blocks.shape[0] > 4
+    f = layout.perm[2]
+    hkl = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
+    q = (hkl @ G * hkl).sum(-1).sqrt()
+    q_max = 0.5 * float(q.max())
+    full = diffuse._to_hkl(grid_factors.grid_sums(axes, A_inv, xyz, weights, ff, U, (0, axes[f].numel()), layout), layout.perm)
+    bounded = diffuse._to_hkl(grid_factors.grid_sums(axes, A_inv, xyz, weights, ff, U, (0, axes[f].numel()), layout,
+                                                     q_max=q_max, budget=1), layout.perm)  # one row block per batch
+    inside = q <= q_max
+    assert 0.1 < float(inside.double().mean()) < 0.9
+    assert torch.equal(bounded[..., inside], full[..., inside])
+    skipped = (bounded == 0).all(0).all(0)  # points whose sums were not computed
+    assert int(skipped.sum()) > 0.05 * skipped.numel() and not bool((skipped & inside).any())
+    assert bool((full[..., skipped] != 0).all())  # zero only because they were skipped
+
+
+def test_resolution_limit_skips_work_not_points(monkeypatch):
+    """OnePhonon with res_limit passes the limit's |q| to the engine, and the map equals the one made without
+    skipping the blocks beyond it, NaN at the same places."""
+    model = OnePhonon(structure("6o2h_clean"), (-2, 2, 2), (-2, 2, 2), (-2, 2, 2), res_limit=8.0, progress=False)
+    assert _coupled(model)
+    calls = []
+    original = diffuse.grid_sums
+
+    def recorded(*args, **kwargs):
+        calls.append(kwargs.get("q_max"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(grid_factors, "_ROW_BLOCK_COUPLED", 8)
+    monkeypatch.setattr(diffuse, "grid_sums", recorded)
+    skipped = model.apply_disorder(use_data_adp=True)
+    assert calls and all(abs(c - 2 * math.pi / 8.0) < 1e-12 for c in calls)
+    monkeypatch.setattr(diffuse, "grid_sums", lambda *a, **k: original(*a, **{**k, "q_max": None}))
+    computed = model.apply_disorder(use_data_adp=True)
+    finite = ~computed.isnan()
+    assert 0.1 * computed.numel() < int(finite.sum()) < 0.9 * computed.numel()
+    assert torch.equal(skipped.isnan(), computed.isnan())
+    assert torch.equal(skipped[finite], computed[finite])

@@ -405,6 +405,7 @@ class OnePhonon:
         Id = diffuse.onephonon_map(
             self._axes, sampling, self.model.A_inv, self.model.xyz, self._arms, ff, U, B, weights,
             nan_class=nan_class, keep=self._keep if self.res_limit > 0 else None, out=target, max_memory=max_memory, progress=self.progress,
+            q_max=2 * math.pi / self.res_limit if self.res_limit > 0 else None,
             symmetric=int(rank) < 0 and self._centrosymmetric(B, weights, nan_class),
         ).reshape(-1)
         if outdir is not None:
