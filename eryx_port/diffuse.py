@@ -355,7 +355,7 @@ def _slabs(n: int, width: int, friedel: bool):
     return out
 
 
-def _layout_and_copies(axes, G, A_inv, xyz, arms, U):
+def _layout_and_copies(axes, G, A_inv, xyz, arms, U, q_max=None):
     """The engine's layout and the copies derived from copy 0 (:mod:`eryx_port.copy_symmetry`) on it.
 
     Without coupling any axis free of cross terms may be the column axis: the one that lets the
@@ -364,7 +364,7 @@ def _layout_and_copies(axes, G, A_inv, xyz, arms, U):
     slabs, and with few copies derived that costs more than it saves (5zck on 181^3 points with one
     of three copies derived: 1.44 s against 1.31 s; all three: 1.2 s against 1.4 s).
     """
-    layout = plan_layout(axes, G)
+    layout = plan_layout(axes, G, q_max=q_max)
     if not copy_symmetry.ENABLED or layout.coupled or xyz.shape[0] < 2:
         return layout, {}
     ops = copy_symmetry.copy_operations(A_inv, xyz, arms, U)
@@ -408,7 +408,7 @@ def onephonon_map(
     A_inv = A_inv.to(dtype)
     G = 4 * math.pi**2 * (A_inv @ A_inv.T)
     n_asu = xyz.shape[0]
-    layout, copies = _layout_and_copies(axes, G, A_inv, xyz, arms, U)
+    layout, copies = _layout_and_copies(axes, G, A_inv, xyz, arms, U, q_max)
     a1, a2, f = layout.perm
     sources = [c for c in range(n_asu) if c not in copies]  # copies the engine computes
     friedel = all(_symmetric(a) for a in axes)

@@ -149,7 +149,7 @@ class GridLayout:
 
     ``blocks`` (n_blocks, B) holds flat row indices ``i1 * n2 + i2``; a block shorter than B is
     padded with its first row (computed twice, read once). ``slot`` (n_rows,) is each row's
-    position in ``blocks.reshape(-1)``.
+    position in ``blocks.reshape(-1)``; a row in no block (``left_out``) has slot ``blocks.numel()``.
     """
 
     perm: tuple[int, int, int]  # (a1, a2, f): row axes, then the column axis
@@ -157,6 +157,7 @@ class GridLayout:
     slot: torch.Tensor
     col_block: int
     coupled: bool  # False: g is identically zero (one Chebyshev term, any block width)
+    left_out: int = 0  # 1 when some rows are in no block (beyond a resolution limit), else 0
 
 
 def _cross_free(G: torch.Tensor, ax: int) -> bool:
@@ -185,10 +186,12 @@ def _coupling_blocks(g_sorted: torch.Tensor, B: int) -> list[tuple[int, int]]:
     return runs
 
 
-def plan_layout(axes, G: torch.Tensor, column_axis: int | None = None) -> GridLayout:
+def plan_layout(axes, G: torch.Tensor, column_axis: int | None = None, q_max: float | None = None) -> GridLayout:
     """Choose the column axis (one free of cross terms if any, else the one with the narrowest coupling).
 
     ``column_axis``: take that axis when it is free of cross terms (a caller's preference among equals).
+    ``q_max``: only points with |q| <= q_max are needed; with coupling, rows with none are left out of
+    the blocks (sorted by g, blocks mix rows of every |q|: leaving rows out saves more than skipping blocks).
     """
     sizes = [a.numel() for a in axes]
     best = None
@@ -209,9 +212,19 @@ def plan_layout(axes, G: torch.Tensor, column_axis: int | None = None) -> GridLa
     device = axes[0].device
     n_rows = sizes[a1] * sizes[a2]
     coupled = not _cross_free(G, f)
+    left_out = 0
     if coupled:
-        g = (G[a1, f].detach() * axes[a1][:, None] + G[a2, f].detach() * axes[a2][None, :]).reshape(-1)
-        order = torch.argsort(g, stable=True)
+        Gd = G.detach()
+        h1, h2 = axes[a1][:, None], axes[a2][None, :]
+        g = (Gd[a1, f] * h1 + Gd[a2, f] * h2).reshape(-1)
+        rows = torch.arange(n_rows, device=g.device)
+        if q_max is not None:
+            q_rows = (Gd[a1, a1] * h1**2 + Gd[a2, a2] * h2**2 + 2 * Gd[a1, a2] * h1 * h2).reshape(-1)
+            lo, hi = needed_columns(g, q_rows, float(Gd[f, f]), float(q_max))
+            needed = (lo <= axes[f].max()) & (hi >= axes[f].min())
+            if bool(needed.any()) and not bool(needed.all()):
+                rows, left_out = rows[needed], 1
+        order = rows[torch.argsort(g[rows], stable=True)]
         runs = _coupling_blocks(g[order], _ROW_BLOCK_COUPLED)
         B = max(e - s for s, e in runs)
         starts = torch.tensor([s for s, _ in runs])
@@ -220,8 +233,8 @@ def plan_layout(axes, G: torch.Tensor, column_axis: int | None = None) -> GridLa
         src = starts[:, None] + torch.where(pos < lengths[:, None], pos, torch.zeros_like(pos))
         blocks = order[src.to(order.device)]
         slot_sorted = (torch.repeat_interleave(torch.arange(len(runs)), lengths) * B
-                       + torch.arange(n_rows) - torch.repeat_interleave(starts, lengths))
-        slot = torch.empty(n_rows, dtype=torch.long)
+                       + torch.arange(order.numel()) - torch.repeat_interleave(starts, lengths))
+        slot = torch.full((n_rows,), len(runs) * B, dtype=torch.long)  # rows left out: the zero row after the blocks
         slot[order.cpu()] = slot_sorted
     else:
         B = min(_ROW_BLOCK_FREE, max(1, n_rows))
@@ -230,7 +243,7 @@ def plan_layout(axes, G: torch.Tensor, column_axis: int | None = None) -> GridLa
         blocks = torch.where(flat < n_rows, flat, (flat // B) * B).reshape(n_blocks, B)
         slot = torch.arange(n_rows)
     col_block = _COL_BLOCK_COUPLED if coupled else max(1, sizes[f])
-    return GridLayout((a1, a2, f), blocks.to(device), slot.to(device), col_block, coupled)
+    return GridLayout((a1, a2, f), blocks.to(device), slot.to(device), col_block, coupled, left_out)
 
 
 def _series_centre(U: torch.Tensor, scale: float, tol: float) -> tuple[float, torch.Tensor]:
@@ -266,16 +279,16 @@ def _distinct_rows(U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     return U[first], inverse
 
 
-def _needed_columns(g: torch.Tensor, q_rows: torch.Tensor, G_ff: float, q_max_sq: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row block (n_blocks, B rows), the lowest and highest column value h_f of a point with
-    ``|q|^2 = q_rows + G_ff h_f^2 + 2 h_f g <= q_max_sq`` over its rows (+inf, -inf: none). The bound is
-    widened by a millionth so that round-off never drops a point the resolution mask keeps.
+def needed_columns(g: torch.Tensor, q_rows: torch.Tensor, G_ff: float, q_max: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the lowest and highest column value h_f of a point with ``|q| <= q_max``, where
+    ``|q|^2 = q_rows + G_ff h_f^2 + 2 h_f g`` (+inf, -inf: none). The bound is widened by a millionth so
+    that round-off never drops a point the resolution mask keeps.
     """
-    disc = g * g - G_ff * (q_rows - q_max_sq * (1 + 1e-6))
+    disc = g * g - G_ff * (q_rows - q_max**2 * (1 + 1e-6))
     root = disc.clamp(min=0).sqrt()
     some = disc >= 0
-    lo = torch.where(some, (-g - root) / G_ff, torch.full_like(g, math.inf)).min(dim=1).values
-    hi = torch.where(some, (-g + root) / G_ff, torch.full_like(g, -math.inf)).max(dim=1).values
+    lo = torch.where(some, (-g - root) / G_ff, torch.full_like(g, math.inf))
+    hi = torch.where(some, (-g + root) / G_ff, torch.full_like(g, -math.inf))
     return lo, hi
 
 
@@ -405,7 +418,8 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     q_rows = G[a1, a1] * h1**2 + G[a2, a2] * h2**2 + 2 * G[a1, a2] * h1 * h2
     g_det = g_rows.detach()
     if q_max is not None:  # each block's hull of the columns with |q| <= q_max: |q|^2 is quadratic in h_f
-        lo_need, hi_need = _needed_columns(g_det, q_rows.detach(), float(G[f, f]), float(q_max) ** 2)
+        lo_need, hi_need = needed_columns(g_det, q_rows.detach(), float(G[f, f]), float(q_max))
+        lo_need, hi_need = lo_need.min(dim=1).values, hi_need.max(dim=1).values
     g0 = (g_det.max(dim=1).values + g_det.min(dim=1).values) / 2
     eps = (g_det.max(dim=1).values - g_det.min(dim=1).values) / 2
     dg = g_rows - g0[:, None]
@@ -465,8 +479,11 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     nb = max(1, min(n_blocks, (budget // 2) // max(1, shared_per_block + copy_per_block)))
     # weight-major (the consumers read it plane by plane), written through a view; every value is written
     # below when there are atoms
-    S = (torch.empty if elements else torch.zeros)((W, n_asu, n_blocks, B, w_total), dtype=cdtype, device=xyz.device)
-    S_view = torch.view_as_real(S.permute(1, 2, 3, 0, 4))  # (n_asu, n_blocks, B, W, w_total, 2)
+    # (rows left out of the layout read the zero row after the blocks)
+    S = (torch.empty if elements else torch.zeros)((W, n_asu, n_blocks * B + layout.left_out, w_total), dtype=cdtype,
+                                                   device=xyz.device)
+    S[:, :, n_blocks * B :] = 0
+    S_view = torch.view_as_real(S[:, :, : n_blocks * B].unflatten(2, (n_blocks, B)).permute(1, 2, 3, 0, 4))  # (n_asu, n_blocks, B, W, w_total, 2)
     for b0 in range(0, n_blocks, nb):
         sel = slice(b0, min(n_blocks, b0 + nb))
         nbs = sel.stop - sel.start
@@ -572,7 +589,6 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                         acc = acc.addcmul_(P, scale_out)
                 if acc.data_ptr() != S_view[s0:s1, sel, :, :, c0 : c0 + w].data_ptr():
                     S_view[s0:s1, sel, :, :, c0 : c0 + w] = acc
-    S = S.view(W, n_asu, n_blocks * B, w_total)
     if not natural_order:
         return S
     if layout.coupled:  # one gather back to (i1, i2) order

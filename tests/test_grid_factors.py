@@ -349,6 +349,16 @@ def test_blocks_beyond_q_max_are_skipped_and_the_rest_unchanged(coupled, monkeyp
     skipped = (bounded == 0).all(0).all(0)  # points whose sums were not computed
     assert int(skipped.sum()) > 0.05 * skipped.numel() and not bool((skipped & inside).any())
     assert bool((full[..., skipped] != 0).all())  # zero only because they were skipped
+    # a layout without the rows that have no point inside (coupled only: uncoupled blocks keep the rows in order)
+    layout = grid_factors.plan_layout(axes, G, q_max=q_max)
+    assert layout.left_out == int(coupled)
+    if coupled:
+        assert layout.blocks.numel() < math.prod(a.numel() for i, a in enumerate(axes) if i != f)
+    trimmed = diffuse._to_hkl(grid_factors.grid_sums(axes, A_inv, xyz, weights, ff, U, (0, axes[f].numel()), layout,
+                                                     q_max=q_max, budget=1), layout.perm)
+    scale = float(full.abs().max())
+    assert torch.allclose(trimmed[..., inside], full[..., inside], rtol=1e-12, atol=1e-13 * scale)
+    assert int((trimmed == 0).all(0).all(0).sum()) >= int(skipped.sum())
 
 
 def test_resolution_limit_skips_work_not_points(monkeypatch):

@@ -80,3 +80,27 @@ def test_constructor_tensors_give_finite_gradients_through_nan_masked_loss():
         assert float(t.grad.abs().max()) > 0, name
     # a stiffer network scatters less
     assert float(gi.grad) < 0 and float(ge.grad) < 0
+
+
+def test_gradcheck_triclinic_within_a_resolution_limit(monkeypatch):
+    """Triclinic 6o2h (every axis coupled) with res_limit: blocks beyond the limit are skipped and rows with no
+    point inside left out of the layout; the B-factors' gradient through the series matches finite differences."""
+    from eryx_port import grid_factors
+
+    monkeypatch.setattr(grid_factors, "_ROW_BLOCK_COUPLED", 8)  # blocks small enough for some to lie beyond the limit
+    monkeypatch.setattr(grid_factors, "_COL_BLOCK_COUPLED", 2)
+    model = OnePhonon(structure("6o2h_clean"), (-2, 2, 2), (-2, 2, 2), (-2, 2, 2), res_limit=9.0, progress=False)
+    A_inv = model.model.A_inv.to(torch.float64)
+    G = 4 * torch.pi**2 * A_inv @ A_inv.T
+    layout = grid_factors.plan_layout(model._axes, G, q_max=2 * torch.pi / 9.0)
+    assert layout.coupled and layout.left_out == 1
+    ref = model.apply_disorder(use_data_adp=True).detach()
+    keep = ~ref.isnan()
+    assert 0.1 * ref.numel() < int(keep.sum()) < 0.9 * ref.numel()
+    proj = torch.rand(3, int(keep.sum()), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    adp0 = model.model.adp[0].detach().clone()
+
+    def fn(part):
+        return _projected(model.update(adp=torch.cat([part, adp0[3:]])), keep, ref[keep].abs().max(), proj, use_data_adp=True)
+
+    assert torch.autograd.gradcheck(fn, (adp0[:3].clone().requires_grad_(True),), eps=1e-6, atol=1e-7, rtol=1e-5)
