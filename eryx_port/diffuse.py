@@ -393,8 +393,8 @@ def onephonon_map(
     ``nan_class`` (n_class,) bool: classes set to NaN; ``keep(hkl)``: bool mask of the (..., 3) Miller
     indices to keep (others NaN), or None; ``q_max``: a bound on the |q| that ``keep`` keeps (a
     resolution limit), so that the engine skips the blocks of points beyond it, or None. ``out``:
-    None (a new tensor), a tensor or a NumPy array of shape (n_h, n_k, n_l) to write into. ``max_memory``: bytes of working memory besides the output
-    (default :func:`default_max_memory`). ``symmetric``: the operators make a centrosymmetric map
+    None (a new tensor), a tensor or a NumPy array of shape (n_h, n_k, n_l) to write into.
+    ``max_memory``: bytes of working memory besides the output (default :func:`default_max_memory`). ``symmetric``: the operators make a centrosymmetric map
     (all modes: ``B_k B_k^H`` is the covariance), so on a symmetric grid the mirrored half is the
     computed half reflected. Returns the map (n_h, n_k, n_l): ``out`` when given.
     """
