@@ -343,6 +343,8 @@ def main(argv=None) -> int:
                         help=f"comma-separated cases among {list(CASES)} (default: {','.join(DEFAULT_CASES)}; "
                              "'paper' is opt-in and brings in 6o2h-sub for eryx's extrapolation)")
     parser.add_argument("--repeat", type=int, default=1, help="port runs per case; the fastest counts (default 1)")
+    parser.add_argument("--eryx-repeat", type=int, default=1,
+                        help="eryx runs per case, each in a fresh process; the fastest counts, as for the port (default 1)")
     parser.add_argument("--fresh", action="store_true", help="run the port of every case in a fresh process (always so for 6o2h-sub and paper)")
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     parser.add_argument("--device", default="cpu")
@@ -387,7 +389,11 @@ def main(argv=None) -> int:
                            f"{','.join(str(tuple(x)) for x in case['eryx_small'])} in this run "
                            f"({ext['voxel_ratio']:.0f}x the voxels of the first); phonons and covariance as measured")
         else:
-            report, eryx_map = run_eryx(args.eryx, args.eryx_python, spec, args.n_processes)
+            report, eryx_map = None, None
+            for _ in range(max(1, args.eryx_repeat)):
+                rep_e, map_e = run_eryx(args.eryx, args.eryx_python, spec, args.n_processes)
+                if report is None or sum(rep_e["times"][s] for s in STAGES) < sum(report["times"][s] for s in STAGES):
+                    report, eryx_map = rep_e, map_e
             eryx_reports[key], eryx_numpy, eryx_blas = report, report["numpy"], report.get("blas")
             eryx_t, eryx_peak, eryx_process = dict(report["times"]), report["peak_rss_mib"], report["process_s"]
         best, port_map, port_report = None, None, None
@@ -445,6 +451,7 @@ def main(argv=None) -> int:
         "eryx_blas": eryx_blas,
         "dtype": args.dtype,
         "eryx_n_processes": args.n_processes,
+        "repeats": {"port": args.repeat, "eryx": args.eryx_repeat},
         "torch_threads": torch.get_num_threads(),
         "cases": rows,
         "max_rel_err": errors,
