@@ -156,6 +156,12 @@ FAULTS = (
         "class-major contraction: an axis's partial last period put in its last classes instead of its first",
     ),
     Fault(
+        "resolution skip: bound too tight", "eryx_port/grid_factors.py",
+        "q_max**2 * (1 + 1e-6)",
+        "q_max**2 * 0.8",
+        "blocks and rows within a resolution limit taken as beyond it (their sums left zero)",
+    ),
+    Fault(
         "Gauss product: imaginary part", "eryx_port/grid_factors.py",
         "    im = t3.sub_(t1).sub_(t2)  # in place",
         "    im = t3.sub_(t1).add_(t2)  # in place",
