@@ -162,6 +162,12 @@ FAULTS = (
         "blocks and rows within a resolution limit taken as beyond it (their sums left zero)",
     ),
     Fault(
+        "resolution skip: block test", "eryx_port/grid_factors.py",
+        "((lo_need[sel] <= vf.max()) & (hi_need[sel] >= vf.min())).any()",
+        "((lo_need[sel] <= vf.min()) & (hi_need[sel] >= vf.max())).any()",
+        "a column block computed only when wholly within the limit: partly covered blocks left zero",
+    ),
+    Fault(
         "Gauss product: imaginary part", "eryx_port/grid_factors.py",
         "    im = t3.sub_(t1).sub_(t2)  # in place",
         "    im = t3.sub_(t1).add_(t2)  # in place",
