@@ -477,9 +477,8 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     shared_per_block = 16 * n_u * (B * K_max * 3 + K_max * w_blk * 3) + 16 * B * w_blk * 4
     copy_per_block = 16 * (B * K_max * 2 + B * n_atoms * 3 + K_max * w_blk * W * 3 + B * w_blk * W * 3)
     nb = max(1, min(n_blocks, (budget // 2) // max(1, shared_per_block + copy_per_block)))
-    # weight-major (the consumers read it plane by plane), written through a view; every value is written
-    # below when there are atoms
-    # (rows left out of the layout read the zero row after the blocks)
+    # weight-major (the consumers read it plane by plane), written below through a view (every value, when there
+    # are atoms); rows left out of the layout read the zero row after the blocks
     S = (torch.empty if elements else torch.zeros)((W, n_asu, n_blocks * B + layout.left_out, w_total), dtype=cdtype,
                                                    device=xyz.device)
     S[:, :, n_blocks * B :] = 0
