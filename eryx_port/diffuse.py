@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from . import copy_symmetry
+from . import grid_factors
 from .grid_factors import grid_sums, plan_layout
 
 
@@ -329,6 +330,16 @@ def _contract(S: torch.Tensor, hkl_axes, A_inv: torch.Tensor, offsets, sampling,
     return I[pre[0] : pre[0] + n[0], pre[1] : pre[1] + n[1], pre[2] : pre[2] + n[2]]
 
 
+def _holds_points_within(axes, G: torch.Tensor, q_max: float) -> bool:
+    """Whether the grid box of Miller indices ``axes`` (h, k, l values) holds a point with |q| <= q_max."""
+    h, k, l = (a.detach().to(G.dtype) for a in axes)
+    G = G.detach()
+    g = G[0, 2] * h[:, None] + G[1, 2] * k[None, :]
+    q_rows = G[0, 0] * h[:, None] ** 2 + G[1, 1] * k[None, :] ** 2 + 2 * G[0, 1] * h[:, None] * k[None, :]
+    lo, hi = grid_factors.needed_columns(g, q_rows, float(G[2, 2]), float(q_max))
+    return bool(((lo <= l.max()) & (hi >= l.min())).any())
+
+
 def _symmetric(values: torch.Tensor) -> bool:
     scale = float(values.abs().max()) if values.numel() else 0.0
     return bool((values + values.flip(0)).abs().max() <= 1e-12 * max(scale, 1.0)) if values.numel() else True
@@ -464,16 +475,16 @@ def onephonon_map(
         else:
             cuts0 = _aligned_cuts(starts[0], n0, Nh, Nh)
             cuts1 = _aligned_cuts(starts[1], n1, Nk, chunk_points // (Nh * n2))
-        I = None
+        I = torch.empty((n0, n1, n2), dtype=dtype, device=device)
         for a0, b0 in cuts0:
             for a1, b1 in cuts1:
                 S = S_hkl[:, :, a0:b0, a1:b1]
                 lo = (starts[0] + a0, starts[1] + a1, starts[2])
                 sub = tuple(a[o : o + k] for a, o, k in zip(axes, lo, S.shape[2:]))
-                part = _contract(S, sub, A_inv, lo, sampling, B, weights)
-                if I is None:
-                    I = part.new_empty((n0, n1, n2))
-                I[a0:b0, a1:b1] = part
+                if q_max is not None and not _holds_points_within(sub, G, q_max):
+                    I[a0:b0, a1:b1] = 0  # masked by store
+                    continue
+                I[a0:b0, a1:b1] = _contract(S, sub, A_inv, lo, sampling, B, weights)
         return I
 
     def write(S_hkl, starts):

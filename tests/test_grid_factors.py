@@ -362,24 +362,31 @@ def test_blocks_beyond_q_max_are_skipped_and_the_rest_unchanged(coupled, monkeyp
 
 
 def test_resolution_limit_skips_work_not_points(monkeypatch):
-    """OnePhonon with res_limit passes the limit's |q| to the engine, and the map equals the one made without
-    skipping the blocks beyond it, NaN at the same places."""
-    model = OnePhonon(structure("6o2h_clean"), (-2, 2, 2), (-2, 2, 2), (-2, 2, 2), res_limit=8.0, progress=False)
-    assert _coupled(model)
-    calls = []
-    original = diffuse.grid_sums
+    """OnePhonon with res_limit passes the limit's |q| to the engine and the contraction, both skip work beyond
+    it, and the map equals the one made without the bound, NaN at the same places."""
+    model = OnePhonon(structure("6o2h_clean"), (-2, 2, 2), (-2, 2, 2), (-4, 4, 2), res_limit=10.0, progress=False)
+    assert _coupled(model) and 0.4 < float(model.res_mask.double().mean()) < 0.7
+    bounds, chunks = [], []
+    sums, within, whole = diffuse.grid_sums, diffuse._holds_points_within, diffuse.onephonon_map
 
-    def recorded(*args, **kwargs):
-        calls.append(kwargs.get("q_max"))
-        return original(*args, **kwargs)
+    def recorded_sums(*args, **kwargs):
+        bounds.append(kwargs.get("q_max"))
+        return sums(*args, **kwargs)
+
+    def recorded_chunk(*args):
+        chunks.append(within(*args))
+        return chunks[-1]
 
     monkeypatch.setattr(grid_factors, "_ROW_BLOCK_COUPLED", 8)
-    monkeypatch.setattr(diffuse, "grid_sums", recorded)
-    skipped = model.apply_disorder(use_data_adp=True)
-    assert calls and all(abs(c - 2 * math.pi / 8.0) < 1e-12 for c in calls)
-    monkeypatch.setattr(diffuse, "grid_sums", lambda *a, **k: original(*a, **{**k, "q_max": None}))
-    computed = model.apply_disorder(use_data_adp=True)
+    monkeypatch.setattr(diffuse, "grid_sums", recorded_sums)
+    monkeypatch.setattr(diffuse, "_holds_points_within", recorded_chunk)
+    small = 1 << 16  # contraction chunks of a few points: some lie beyond the limit
+    skipped = model.apply_disorder(use_data_adp=True, max_memory=small)
+    assert bounds and all(abs(c - 2 * math.pi / 10.0) < 1e-12 for c in bounds)
+    assert True in chunks and False in chunks
+    monkeypatch.setattr(diffuse, "onephonon_map", lambda *a, **k: whole(*a, **{**k, "q_max": None}))
+    computed = model.apply_disorder(use_data_adp=True, max_memory=small)
     finite = ~computed.isnan()
     assert 0.1 * computed.numel() < int(finite.sum()) < 0.9 * computed.numel()
     assert torch.equal(skipped.isnan(), computed.isnan())
-    assert torch.equal(skipped[finite], computed[finite])
+    assert torch.allclose(skipped[finite], computed[finite], rtol=1e-12, atol=0)
