@@ -334,8 +334,7 @@ def _holds_points_within(axes, G: torch.Tensor, q_max: float) -> bool:
     """Whether the grid box of Miller indices ``axes`` (h, k, l values) holds a point with |q| <= q_max."""
     h, k, l = (a.detach().to(G.dtype) for a in axes)
     G = G.detach()
-    g = G[0, 2] * h[:, None] + G[1, 2] * k[None, :]
-    q_rows = G[0, 0] * h[:, None] ** 2 + G[1, 1] * k[None, :] ** 2 + 2 * G[0, 1] * h[:, None] * k[None, :]
+    g, q_rows = grid_factors.row_parts(G, (0, 1, 2), h[:, None], k[None, :])
     lo, hi = grid_factors.needed_columns(g, q_rows, float(G[2, 2]), float(q_max))
     return bool(((lo <= l.max()) & (hi >= l.min())).any())
 

@@ -215,11 +215,9 @@ def plan_layout(axes, G: torch.Tensor, column_axis: int | None = None, q_max: fl
     left_out = 0
     if coupled:
         Gd = G.detach()
-        h1, h2 = axes[a1][:, None], axes[a2][None, :]
-        g = (Gd[a1, f] * h1 + Gd[a2, f] * h2).reshape(-1)
+        g, q_rows = (t.reshape(-1) for t in row_parts(Gd, (a1, a2, f), axes[a1][:, None], axes[a2][None, :]))
         rows = torch.arange(n_rows, device=g.device)
         if q_max is not None:
-            q_rows = (Gd[a1, a1] * h1**2 + Gd[a2, a2] * h2**2 + 2 * Gd[a1, a2] * h1 * h2).reshape(-1)
             lo, hi = needed_columns(g, q_rows, float(Gd[f, f]), float(q_max))
             needed = (lo <= axes[f].max()) & (hi >= axes[f].min())
             if bool(needed.any()) and not bool(needed.all()):
@@ -277,6 +275,14 @@ def _distinct_rows(U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     first = torch.full((n,), U.shape[0], dtype=torch.long, device=U.device)
     first = first.scatter_reduce(0, inverse, torch.arange(U.shape[0], device=U.device), "amin")
     return U[first], inverse
+
+
+def row_parts(G: torch.Tensor, perm, h1: torch.Tensor, h2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(g, q_rows)`` of rows with row-axis values h1, h2 (broadcasting), the column axis ``perm[2]``:
+    ``|q|^2 = q_rows + G_ff h_f^2 + 2 h_f g``."""
+    a1, a2, f = perm
+    g = G[a1, f] * h1 + G[a2, f] * h2
+    return g, G[a1, a1] * h1**2 + G[a2, a2] * h2**2 + 2 * G[a1, a2] * h1 * h2
 
 
 def needed_columns(g: torch.Tensor, q_rows: torch.Tensor, G_ff: float, q_max: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -413,9 +419,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     blocks = layout.blocks
     n_blocks, B = blocks.shape
     i1, i2 = blocks // n2, blocks % n2
-    h1, h2 = v1[i1], v2[i2]  # (n_blocks, B)
-    g_rows = G[a1, f] * h1 + G[a2, f] * h2
-    q_rows = G[a1, a1] * h1**2 + G[a2, a2] * h2**2 + 2 * G[a1, a2] * h1 * h2
+    g_rows, q_rows = row_parts(G, layout.perm, v1[i1], v2[i2])  # (n_blocks, B)
     g_det = g_rows.detach()
     if q_max is not None:  # each block's hull of the columns with |q| <= q_max: |q|^2 is quadratic in h_f
         lo_need, hi_need = needed_columns(g_det, q_rows.detach(), float(G[f, f]), float(q_max))
