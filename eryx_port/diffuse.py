@@ -505,41 +505,46 @@ def onephonon_map(
     bar = tqdm(total=shape[f], desc="one-phonon map", unit="plane", disable=not progress or len(slabs) < 2, leave=False)
     rows = (axes[a1].to(dtype), axes[a2].to(dtype))
     U_src = U if U.dim() < 2 or U.shape[0] == 1 else U[sources]  # the computed copies' displacements
+
+    def box(start, stop, mirror, plane, r0, r1, box_axes, box_layout):
+        """Sums and intensities of one box of a slab (a function: its sums are freed before the next box's are made)."""
+        if copies:
+            S = plane.new_empty((plane.shape[0], n_asu, r1 - r0, *plane.shape[3:]))
+            S[:, sources] = plane[:, :, r0:r1]
+            for m, cm in copies.items():
+                copy_symmetry.derive(plane[:, 0], cm, rows, axes[f].to(dtype)[start:stop], r0, r1, out=S[:, m])
+        else:
+            S = grid_sums(box_axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget,
+                          q_max=q_max)
+        first = [0, 0, 0]
+        first[f], first[a1] = start, r0
+        mirror_first = [0, 0, 0]  # the reflected box: all three axes reversed
+        mirror_first[a1] = shape[a1] - r1
+        if mirror is not None and reflect:
+            # I(-q) = I(q): the reflected columns of this box's intensities are the mirrored range
+            I = intensities(_to_hkl(S, layout.perm), first)
+            lo = shape[f] - stop  # first column of the reflected slab
+            Im = I.flip(0, 1, 2).narrow(f, mirror[0] - lo, mirror[1] - mirror[0])  # a copy: store masks I in place
+            store(I, first)
+            mirror_first[f] = mirror[0]
+            store(Im, mirror_first)
+            return
+        write(_to_hkl(S, layout.perm), first)
+        if mirror is not None:
+            # S(-hkl) = conj(S(hkl)): reflect all three axes; column j of the slab maps to n_f - 1 - (start + j)
+            Sm = S.flip(2, 3, 4).conj()
+            lo = shape[f] - stop  # first column of the reflected slab
+            Sm = Sm[..., mirror[0] - lo : mirror[1] - lo]
+            mirror_first[f] = mirror[0]
+            write(_to_hkl(Sm, layout.perm), mirror_first)
+
     for start, stop, mirror in slabs:
+        plane = None
         if copies:  # the computed copies on every row of the slab; the others derived from copy 0 box by box
             plane = grid_sums(axes, A_inv, xyz[sources], weights_rb[sources], ff, U_src, (start, stop), layout,
                               budget=plan.engine_budget, q_max=q_max)
-            cols = axes[f].to(dtype)[start:stop]
-        for r0, r1, box_axes, box_layout in boxes:
-            if copies:
-                S = plane.new_empty((plane.shape[0], n_asu, r1 - r0, *plane.shape[3:]))
-                S[:, sources] = plane[:, :, r0:r1]
-                for m, cm in copies.items():
-                    copy_symmetry.derive(plane[:, 0], cm, rows, cols, r0, r1, out=S[:, m])
-            else:
-                S = grid_sums(box_axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget,
-                              q_max=q_max)
-            first = [0, 0, 0]
-            first[f], first[a1] = start, r0
-            mirror_first = [0, 0, 0]  # the reflected box: all three axes reversed
-            mirror_first[a1] = shape[a1] - r1
-            if mirror is not None and reflect:
-                # I(-q) = I(q): the reflected columns of this box's intensities are the mirrored range
-                I = intensities(_to_hkl(S, layout.perm), first)
-                lo = shape[f] - stop  # first column of the reflected slab
-                Im = I.flip(0, 1, 2).narrow(f, mirror[0] - lo, mirror[1] - mirror[0])  # a copy: store masks I in place
-                store(I, first)
-                mirror_first[f] = mirror[0]
-                store(Im, mirror_first)
-                continue
-            write(_to_hkl(S, layout.perm), first)
-            if mirror is not None:
-                # S(-hkl) = conj(S(hkl)): reflect all three axes; column j of the slab maps to n_f - 1 - (start + j)
-                Sm = S.flip(2, 3, 4).conj()
-                lo = shape[f] - stop  # first column of the reflected slab
-                Sm = Sm[..., mirror[0] - lo : mirror[1] - lo]
-                mirror_first[f] = mirror[0]
-                write(_to_hkl(Sm, layout.perm), mirror_first)
+        for b in boxes:
+            box(start, stop, mirror, plane, *b)
         bar.update(stop - start + (mirror[1] - mirror[0] if mirror is not None else 0))
     bar.close()
     return out
