@@ -486,6 +486,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     S = (torch.empty if elements else torch.zeros)((W, n_asu, n_blocks * B + layout.left_out, w_total), dtype=cdtype,
                                                    device=xyz.device)
     S[:, :, n_blocks * B :] = 0
+    p_buf = None  # the uncoupled products' output, reused
     S_view = torch.view_as_real(S[:, :, : n_blocks * B].unflatten(2, (n_blocks, B)).permute(1, 2, 3, 0, 4))  # (n_asu, n_blocks, B, W, w_total, 2)
     for b0 in range(0, n_blocks, nb):
         sel = slice(b0, min(n_blocks, b0 + nb))
@@ -554,7 +555,14 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
                         Y = pf[:, :, c0 : c0 + w] * Yr  # (ncs, n_g, w)
                         if not plain:
                             Y = Y[:, :, None, :] * wts[s0:s1, :, :, None]  # (ncs, n_g, W, w)
-                        P = torch.bmm(X, Y.reshape(ncs, -1, w * W))
+                        Y = Y.reshape(ncs, -1, w * W)
+                        if torch.is_grad_enabled() and (X.requires_grad or Y.requires_grad):  # out= has no autograd
+                            P = torch.bmm(X, Y)
+                        else:  # every element's product in one buffer: fresh memory would be page-faulted in
+                            need = ncs * nbs * B * w * W
+                            if p_buf is None or p_buf.numel() < need:
+                                p_buf = S.new_empty(need)
+                            P = torch.bmm(X, Y, out=p_buf[:need].view(ncs, nbs * B, w * W))
                     elif Yr.ndim == 5:  # term by term: (B, n) x (n, w W) products, rows scaled by T_m
                         P = None
                         X0 = [x.transpose(1, 2).reshape(ncs * nbs, -1, B) for x in (LX if gauss else [LX])]  # (ncs nbs, n_g, B)
