@@ -514,8 +514,8 @@ def onephonon_map(
             for m, cm in copies.items():
                 copy_symmetry.derive(plane[:, 0], cm, rows, axes[f].to(dtype)[start:stop], r0, r1, out=S[:, m])
         else:
-            S = grid_sums(box_axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget,
-                          q_max=q_max)
+            S = grid_sums(axes, A_inv, xyz, weights_rb, ff, U, (start, stop), box_layout, budget=plan.engine_budget,
+                          q_max=q_max, rows=(r0, r1), tables=tables)
         first = [0, 0, 0]
         first[f], first[a1] = start, r0
         mirror_first = [0, 0, 0]  # the reflected box: all three axes reversed
@@ -538,11 +538,12 @@ def onephonon_map(
             mirror_first[f] = mirror[0]
             write(_to_hkl(Sm, layout.perm), mirror_first)
 
+    tables = {}  # the engine's tables of atoms and whole axes, shared by every slab and box
     for start, stop, mirror in slabs:
         plane = None
         if copies:  # the computed copies on every row of the slab; the others derived from copy 0 box by box
             plane = grid_sums(axes, A_inv, xyz[sources], weights_rb[sources], ff, U_src, (start, stop), layout,
-                              budget=plan.engine_budget, q_max=q_max)
+                              budget=plan.engine_budget, q_max=q_max, tables=tables)
         for b in boxes:
             box(start, stop, mirror, plane, *b)
         bar.update(stop - start + (mirror[1] - mirror[0] if mirror is not None else 0))

@@ -373,8 +373,19 @@ def _product(a: torch.Tensor, b: torch.Tensor, shape) -> torch.Tensor:
     return torch.mul(a, b, out=torch.empty(shape, dtype=torch.result_type(a, b), device=a.device))
 
 
+def _phase_table(tables: dict, frac: torch.Tensor, axes, groups, g: int, ax: int) -> torch.Tensor:
+    """``exp(2 pi i h x)`` of element group ``g``'s atoms (every copy) at every value h of axis ``ax``:
+    (n_asu, n_g, n_values), made once per ``tables``."""
+    key = ("phases", g, ax)
+    if key not in tables:
+        p = (2 * math.pi) * frac[:, groups[g], ax, None] * axes[ax].to(frac.dtype)[None, None, :]
+        tables[key] = torch.complex(torch.cos(p), torch.sin(p))
+    return tables[key]
+
+
 def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, budget: int = 256 << 20,
-              natural_order: bool = True, q_max: float | None = None):
+              natural_order: bool = True, q_max: float | None = None, rows: tuple[int, int] | None = None,
+              tables: dict | None = None):
     """Weighted structure-factor sums on all grid rows x the column indices ``f_range = (start, stop)``.
 
     ``axes``: the (h, k, l) values; ``xyz`` (n_asu, n_atoms, 3) Cartesian; ``weights``
@@ -385,7 +396,10 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     block order (``S[..., layout.slot, :]`` gives the rows i1 * n2 + i2), for consumers that reduce
     over copies first and reorder the smaller result. ``q_max``: only points with |q| <= q_max are
     needed (a resolution limit); a (row block, column block) pair without such a point is not
-    computed and its sums are zero.
+    computed and its sums are zero. ``rows = (r0, r1)``: only the first row axis's values ``r0:r1``
+    (a box of the grid, ``layout`` planned on it). ``tables``: a dict that calls on the same atoms and
+    grid share (the caller makes one per map), so that the atoms' phase tables along whole axes, their
+    element groups and distinct displacements are made once, not per box.
 
     Each (row block, column block) pair is one batched product per element whose inner axis runs over
     (series term, atom): the left factor is the copy's row phases times the real row factors and
@@ -400,20 +414,25 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     A_inv = A_inv.to(dtype)
     G = 4 * math.pi**2 * (A_inv @ A_inv.T)
     a1, a2, f = layout.perm
-    v1, v2 = axes[a1].to(dtype), axes[a2].to(dtype)
+    r0, r1 = rows if rows is not None else (0, axes[a1].numel())
+    v1, v2 = axes[a1].to(dtype)[r0:r1], axes[a2].to(dtype)
     vf_all = axes[f].to(dtype)[f_range[0] : f_range[1]]
     n1, n2, w_total = v1.numel(), v2.numel(), vf_all.numel()
     if not layout.coupled:  # exact zeros instead of round-off
         G = G.clone()
         G[f, a1] = G[a1, f] = G[f, a2] = G[a2, f] = 0.0
     U = U.to(dtype).expand(n_asu, n_atoms)
-    U_rows, u_index = _distinct_rows(U)  # (n_u, n_atoms); copy c uses row u_index[c]
+    tables = {} if tables is None else tables
+    if "U" not in tables:
+        tables["U"] = _distinct_rows(U)
+    U_rows, u_index = tables["U"]  # (n_u, n_atoms); copy c uses row u_index[c]
     n_u = U_rows.shape[0]
     # several copies per U row (rotated copies of one molecule): factors that depend on U only are
     # expanded once and shared, rather than per copy
     shared_rows = n_u < n_asu
-    frac = xyz @ A_inv.T
-    two_pi = 2 * math.pi
+    if "frac" not in tables:
+        tables["frac"] = xyz @ A_inv.T
+    frac = tables["frac"]
 
     # rows in blocks: coupling g, its block centre g0 and half width eps, the row part of |q|^2
     blocks = layout.blocks
@@ -451,19 +470,24 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     # (term m, atom j < n_m): ``atom`` and ``term`` index it. Phase tables exp(2 pi i h x) per copy
     # (n_asu, n_g, n_v) and the column axis's Debye-Waller table exp(-U G_ff h_f^2 / 2) per distinct U (n_u, n_g, n_f).
     cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    groups, coefs = element_groups(*ff)
+    if "groups" not in tables:
+        tables["groups"] = element_groups(*ff)
+    groups, coefs = tables["groups"]
     plain = W == 1 and not weights.requires_grad and bool((weights == 1).all())  # no weights to apply
     elements = []
-    for a in groups:
-        a = a[torch.argsort(terms[a.cpu()], descending=True, stable=True).to(a.device)]
+    for g, a in enumerate(groups):
+        order = torch.argsort(terms[a.cpu()], descending=True, stable=True)
+        a = a[order.to(a.device)]
         n_m = [n for n in (int((terms[a.cpu()] > m).sum()) for m in range(M)) if n > 0]
         atom = torch.cat([torch.arange(n) for n in n_m]).to(xyz.device)
         term = torch.cat([torch.full((n,), m) for m, n in enumerate(n_m)]).to(xyz.device)
-        fr, u = frac[:, a], U_rows[:, a]
+        u = U_rows[:, a]
+        sorted_ = not bool((order == torch.arange(order.numel())).all())
         phases = []
-        for v, ax in ((v1, a1), (v2, a2), (vf_all, f)):
-            p = two_pi * fr[:, :, ax, None] * v[None, None, :]
-            phases.append(torch.complex(torch.cos(p), torch.sin(p)))
+        for ax, cut in ((a1, slice(r0, r1)), (a2, slice(None)), (f, slice(*f_range))):
+            table = _phase_table(tables, frac, axes, groups, g, ax)
+            table = table[:, order.to(table.device)] if sorted_ else table
+            phases.append(table[..., cut])
         df = torch.exp(-0.5 * u[:, :, None] * (G[f, f] * vf_all**2)[None, None, :])  # the columns' Debye-Waller factor
         elements.append((phases, df, u, weights[:, a], n_m, atom, term))
     if _DEBUG:
