@@ -212,8 +212,10 @@ def _to_class_major(X: torch.Tensor, sampling) -> torch.Tensor:
     """
     n = tuple(X.shape[1:])
     periods = [-(-k // s) for k, s in zip(n, sampling)]
-    padded = any(k % s for k, s in zip(n, sampling))
-    out = (X.new_zeros if padded else X.new_empty)((*sampling, X.shape[0], *periods))
+    out = X.new_empty((*sampling, X.shape[0], *periods))
+    for a, (k, s) in enumerate(zip(n, sampling)):
+        if k % s:  # the last period is partial: zero it whole (the copy below fills its real points)
+            out.narrow(4 + a, periods[a] - 1, 1).zero_()
     view = out.permute(3, 4, 0, 5, 1, 6, 2)  # (C, m0, N0, m1, N1, m2, N2)
     for a0 in _period_pieces(n[0], sampling[0]):
         for a1 in _period_pieces(n[1], sampling[1]):

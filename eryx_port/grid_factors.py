@@ -318,10 +318,18 @@ def _row_phases(p1: torch.Tensor, p2: torch.Tensor, layout: GridLayout, sel: sli
     n_rows = p1.shape[-1] * n2
     r0, r1 = sel.start * B, min(sel.stop * B, n_rows)
     lo, hi = r0 // n2, -(-r1 // n2)
-    rows = (p1[..., lo:hi, None] * p2[..., None, :]).flatten(-2)[..., r0 - lo * n2 : r1 - lo * n2]
-    if r1 - r0 < nbs * B:
-        rows = torch.cat([rows, rows.new_zeros((*rows.shape[:-1], nbs * B - (r1 - r0)))], dim=-1)
-    return rows.unflatten(-1, (nbs, B))
+    off, n_prod = r0 - lo * n2, (hi - lo) * n2
+    a, b = p1[..., lo:hi, None], p2[..., None, :]
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):  # out= has no autograd
+        rows = (a * b).flatten(-2)[..., off : off + r1 - r0]
+        if r1 - r0 < nbs * B:
+            rows = torch.cat([rows, rows.new_zeros((*rows.shape[:-1], nbs * B - (r1 - r0)))], dim=-1)
+        return rows.unflatten(-1, (nbs, B))
+    # the outer product written into a buffer long enough for the padded blocks (no copy to pad them)
+    buf = p1.new_empty((*p1.shape[:-1], max(n_prod, off + nbs * B)))
+    buf[..., n_prod:] = 0
+    torch.mul(a, b, out=buf[..., :n_prod].view(*p1.shape[:-1], hi - lo, n2))
+    return buf[..., off : off + nbs * B].unflatten(-1, (nbs, B))
 
 
 def _rows_by_term(LX: torch.Tensor, T: torch.Tensor, counts: list[int]) -> torch.Tensor:
