@@ -495,7 +495,7 @@ def onephonon_map(
     # Without coupling the engine takes any subset of rows: the slab is made in boxes of whole periods
     # along a1 whose sums stay below glibc's 32 MB threshold (see _alloc), so every box reuses the
     # same memory instead of page-faulting a whole slab of sums in (7n2h: 163 MB per map).
-    boxes = [(0, shape[a1], axes, layout)]  # (r0, r1, the box's axes, its layout), the same for every slab
+    boxes = [(0, shape[a1], layout)]  # (r0, r1, the layout of the box's rows), the same for every slab
     if not layout.coupled:
         per_row = shape[a2] * min(width, n_cols) * n_asu * 4 * 2 * xyz.element_size()  # bytes of sums per a1 index
         cuts = _aligned_cuts(0, shape[a1], sampling[a1], max(1, _BOX_BYTES // per_row))
@@ -503,13 +503,13 @@ def onephonon_map(
             boxes = []
             for r0, r1 in cuts:
                 box_axes = tuple(a[r0:r1] if i == a1 else a for i, a in enumerate(axes))
-                boxes.append((r0, r1, box_axes, plan_layout(box_axes, G, column_axis=f)))
+                boxes.append((r0, r1, plan_layout(box_axes, G, column_axis=f)))
 
     bar = tqdm(total=shape[f], desc="one-phonon map", unit="plane", disable=not progress or len(slabs) < 2, leave=False)
     rows = (axes[a1].to(dtype), axes[a2].to(dtype))
     U_src = U if U.dim() < 2 or U.shape[0] == 1 else U[sources]  # the computed copies' displacements
 
-    def box(start, stop, mirror, plane, r0, r1, box_axes, box_layout):
+    def box(start, stop, mirror, plane, r0, r1, box_layout):
         """Sums and intensities of one box of a slab (a function: its sums are freed before the next box's are made)."""
         if copies:
             S = plane.new_empty((plane.shape[0], n_asu, r1 - r0, *plane.shape[3:]))
