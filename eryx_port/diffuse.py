@@ -339,7 +339,7 @@ def _holds_points_within(axes, G: torch.Tensor, q_max: float) -> bool:
     G = G.detach()
     g, q_rows = grid_factors.row_parts(G, (0, 1, 2), h[:, None], k[None, :])
     lo, hi = grid_factors.needed_columns(g, q_rows, float(G[2, 2]), float(q_max))
-    return bool(((lo <= l.max()) & (hi >= l.min())).any())
+    return bool(grid_factors.reaches(lo, hi, l).any())
 
 
 def _symmetric(values: torch.Tensor) -> bool:

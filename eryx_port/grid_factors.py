@@ -219,7 +219,7 @@ def plan_layout(axes, G: torch.Tensor, column_axis: int | None = None, q_max: fl
         rows = torch.arange(n_rows, device=g.device)
         if q_max is not None:
             lo, hi = needed_columns(g, q_rows, float(Gd[f, f]), float(q_max))
-            needed = (lo <= axes[f].max()) & (hi >= axes[f].min())
+            needed = reaches(lo, hi, axes[f])
             if bool(needed.any()) and not bool(needed.all()):
                 rows, left_out = rows[needed], 1
         order = rows[torch.argsort(g[rows], stable=True)]
@@ -298,6 +298,11 @@ def needed_columns(g: torch.Tensor, q_rows: torch.Tensor, G_ff: float, q_max: fl
     return lo, hi
 
 
+def reaches(lo: torch.Tensor, hi: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Where the intervals ``[lo, hi]`` of :func:`needed_columns` meet the range of the column values ``cols``."""
+    return (lo <= cols.max()) & (hi >= cols.min())
+
+
 def _phase_times_real(z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """Complex ``z`` times real ``r`` (broadcasting) in real arithmetic, without casting ``r`` to complex."""
     return torch.view_as_complex(torch.view_as_real(z) * r[..., None])
@@ -320,15 +325,14 @@ def _row_phases(p1: torch.Tensor, p2: torch.Tensor, layout: GridLayout, sel: sli
     lo, hi = r0 // n2, -(-r1 // n2)
     off, n_prod = r0 - lo * n2, (hi - lo) * n2
     a, b = p1[..., lo:hi, None], p2[..., None, :]
-    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):  # out= has no autograd
-        rows = (a * b).flatten(-2)[..., off : off + r1 - r0]
-        if r1 - r0 < nbs * B:
-            rows = torch.cat([rows, rows.new_zeros((*rows.shape[:-1], nbs * B - (r1 - r0)))], dim=-1)
-        return rows.unflatten(-1, (nbs, B))
     # the outer product written into a buffer long enough for the padded blocks (no copy to pad them)
     buf = p1.new_empty((*p1.shape[:-1], max(n_prod, off + nbs * B)))
     buf[..., n_prod:] = 0
-    torch.mul(a, b, out=buf[..., :n_prod].view(*p1.shape[:-1], hi - lo, n2))
+    prod = buf[..., :n_prod].view(*p1.shape[:-1], hi - lo, n2)
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        prod.copy_(a * b)  # out= has no autograd; an in-place copy keeps the graph
+    else:
+        torch.mul(a, b, out=prod)
     return buf[..., off : off + nbs * B].unflatten(-1, (nbs, B))
 
 
@@ -381,14 +385,17 @@ def _product(a: torch.Tensor, b: torch.Tensor, shape) -> torch.Tensor:
     return torch.mul(a, b, out=torch.empty(shape, dtype=torch.result_type(a, b), device=a.device))
 
 
-def _phase_table(tables: dict, frac: torch.Tensor, axes, groups, g: int, ax: int) -> torch.Tensor:
-    """``exp(2 pi i h x)`` of element group ``g``'s atoms (every copy) at every value h of axis ``ax``:
-    (n_asu, n_g, n_values), made once per ``tables``."""
-    key = ("phases", g, ax)
+def _cached(tables: dict, key, make):
+    """``tables[key]``, made by ``make()`` on first use."""
     if key not in tables:
-        p = (2 * math.pi) * frac[:, groups[g], ax, None] * axes[ax].to(frac.dtype)[None, None, :]
-        tables[key] = torch.complex(torch.cos(p), torch.sin(p))
+        tables[key] = make()
     return tables[key]
+
+
+def _phases(frac: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``exp(2 pi i h x)`` of fractional coordinates ``frac`` (n_asu, n_g) at every value h of ``values``: (n_asu, n_g, n_values)."""
+    p = (2 * math.pi) * frac[:, :, None] * values.to(frac.dtype)[None, None, :]
+    return torch.complex(torch.cos(p), torch.sin(p))
 
 
 def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, budget: int = 256 << 20,
@@ -431,16 +438,12 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         G[f, a1] = G[a1, f] = G[f, a2] = G[a2, f] = 0.0
     U = U.to(dtype).expand(n_asu, n_atoms)
     tables = {} if tables is None else tables
-    if "U" not in tables:
-        tables["U"] = _distinct_rows(U)
-    U_rows, u_index = tables["U"]  # (n_u, n_atoms); copy c uses row u_index[c]
+    U_rows, u_index = _cached(tables, "U", lambda: _distinct_rows(U))  # (n_u, n_atoms); copy c uses row u_index[c]
     n_u = U_rows.shape[0]
     # several copies per U row (rotated copies of one molecule): factors that depend on U only are
     # expanded once and shared, rather than per copy
     shared_rows = n_u < n_asu
-    if "frac" not in tables:
-        tables["frac"] = xyz @ A_inv.T
-    frac = tables["frac"]
+    frac = _cached(tables, "frac", lambda: xyz @ A_inv.T)
 
     # rows in blocks: coupling g, its block centre g0 and half width eps, the row part of |q|^2
     blocks = layout.blocks
@@ -478,9 +481,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
     # (term m, atom j < n_m): ``atom`` and ``term`` index it. Phase tables exp(2 pi i h x) per copy
     # (n_asu, n_g, n_v) and the column axis's Debye-Waller table exp(-U G_ff h_f^2 / 2) per distinct U (n_u, n_g, n_f).
     cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    if "groups" not in tables:
-        tables["groups"] = element_groups(*ff)
-    groups, coefs = tables["groups"]
+    groups, coefs = _cached(tables, "groups", lambda: element_groups(*ff))
     plain = W == 1 and not weights.requires_grad and bool((weights == 1).all())  # no weights to apply
     elements = []
     for g, a in enumerate(groups):
@@ -490,12 +491,10 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         atom = torch.cat([torch.arange(n) for n in n_m]).to(xyz.device)
         term = torch.cat([torch.full((n,), m) for m, n in enumerate(n_m)]).to(xyz.device)
         u = U_rows[:, a]
-        sorted_ = not bool((order == torch.arange(order.numel())).all())
-        phases = []
+        phases = []  # along whole axes (shared through ``tables``), the atoms in this call's order, then cut
         for ax, cut in ((a1, slice(r0, r1)), (a2, slice(None)), (f, slice(*f_range))):
-            table = _phase_table(tables, frac, axes, groups, g, ax)
-            table = table[:, order.to(table.device)] if sorted_ else table
-            phases.append(table[..., cut])
+            table = _cached(tables, ("phases", g, ax), lambda: _phases(frac[:, groups[g], ax], axes[ax]))
+            phases.append(table[:, order.to(table.device), cut])
         df = torch.exp(-0.5 * u[:, :, None] * (G[f, f] * vf_all**2)[None, None, :])  # the columns' Debye-Waller factor
         elements.append((phases, df, u, weights[:, a], n_m, atom, term))
     if _DEBUG:
@@ -528,7 +527,7 @@ def grid_sums(axes, A_inv, xyz, weights, ff, U, f_range, layout: GridLayout, *, 
         row_phases = {}  # per element, kept across column blocks when every copy is in one chunk
         for c0, vf, hf0 in zip(col_starts, col_vals, hf0s):
             w, dh = vf.numel(), vf - hf0
-            if q_max is not None and not bool(((lo_need[sel] <= vf.max()) & (hi_need[sel] >= vf.min())).any()):
+            if q_max is not None and not bool(reaches(lo_need[sel], hi_need[sel], vf).any()):
                 S_view[:, sel, :, :, c0 : c0 + w] = 0  # beyond q_max: never read
                 continue
             if layout.coupled:
